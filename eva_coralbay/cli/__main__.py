@@ -1,0 +1,7 @@
+"""Allows `python -m eva_coralbay.cli`."""
+
+import sys
+
+from eva_coralbay.cli import main
+
+sys.exit(main())

@@ -1,0 +1,40 @@
+"""Shared fixtures: paths to the real CT in ../shared/data and a quiet, single-threaded torch."""
+
+import os
+import pathlib
+
+import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers on two cores: more intra-op threads per worker would only oversubscribe.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _shared_data_dir() -> pathlib.Path:
+    configured = os.environ.get("CORALBAY_SHARED_DATA")
+    return (
+        pathlib.Path(configured)
+        if configured
+        else REPOSITORY_ROOT.parent / "shared" / "data"
+    )
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> pathlib.Path:
+    """The folder of small real CT scans with labels (read in place, never copied)."""
+    path = _shared_data_dir()
+    if not (path / "totalsegmentator").is_dir():
+        pytest.fail(
+            f"the real CT test data is missing at {path}: the tests expect ../shared/data beside "
+            "the repository (or set CORALBAY_SHARED_DATA)"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def totalsegmentator_dir(shared_data_dir: pathlib.Path) -> pathlib.Path:
+    """TotalSegmentator's reference scans: scan A (RAS), B (DICOM, LAS labels), C (LPS)."""
+    return shared_data_dir / "totalsegmentator"
