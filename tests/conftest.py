@@ -15,11 +15,7 @@ REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def _shared_data_dir() -> pathlib.Path:
     configured = os.environ.get("CORALBAY_SHARED_DATA")
-    return (
-        pathlib.Path(configured)
-        if configured
-        else REPOSITORY_ROOT.parent / "shared" / "data"
-    )
+    return pathlib.Path(configured) if configured else REPOSITORY_ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""CoralBay encoders, their weights and their eva registrations."""

@@ -1,0 +1,116 @@
+"""The architecture description stored as `config.json` beside CoralBay weights."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Any
+
+MODEL_TYPE = "coralbay"
+"""The `model_type` written into every CoralBay `config.json`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+    """Hyper-parameters that fix the shapes of a CoralBay / SwinUNETR-family encoder.
+
+    Patch size 2, window 7, depths 2-2-2-2 and heads 3-6-12-24 are the fixed SwinUNETR design;
+    only the feature size, the v1/v2 variant and the input channels vary between checkpoints.
+    """
+
+    feature_size: int = 48
+    """Channels of the first stage (F); the multi-scale embedding has 24·F dimensions."""
+
+    use_v2: bool = True
+    """Whether each stage has SwinUNETR-v2's extra residual convolution block."""
+
+    in_channels: int = 1
+    """Input channels (1 for CT)."""
+
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Other keys of `config.json` (for example the preprocessing profile), kept verbatim."""
+
+    def __post_init__(self) -> None:
+        """Rejects feature sizes the 3-6-12-24 head layout cannot split."""
+        if self.feature_size <= 0 or self.feature_size % 12 != 0:
+            raise ValueError(
+                f"feature_size must be a positive multiple of 12 (heads 3-6-12-24 split "
+                f"F, 2F, 4F, 8F channels), got {self.feature_size}"
+            )
+        if self.in_channels <= 0:
+            raise ValueError(f"in_channels must be positive, got {self.in_channels}")
+
+    @property
+    def embedding_dim(self) -> int:
+        """Dimensions of the concatenated multi-scale embedding (24·F)."""
+        return 24 * self.feature_size
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the JSON-serialisable form written as `config.json`."""
+        return {
+            **self.extra,
+            "model_type": MODEL_TYPE,
+            "feature_size": self.feature_size,
+            "use_v2": self.use_v2,
+            "in_channels": self.in_channels,
+            "spatial_dims": 3,
+            "patch_size": 2,
+            "window_size": 7,
+            "depths": [2, 2, 2, 2],
+            "num_heads": [3, 6, 12, 24],
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> EncoderConfig:
+        """Builds a config from a `config.json` mapping, checking the fixed design.
+
+        Args:
+            values: The parsed `config.json`.
+            source: Where the mapping came from, for error messages.
+
+        Raises:
+            ValueError: When a key is missing or describes an architecture this encoder is not.
+        """
+        fixed = {
+            "spatial_dims": 3,
+            "patch_size": 2,
+            "window_size": 7,
+            "depths": [2, 2, 2, 2],
+            "num_heads": [3, 6, 12, 24],
+        }
+        for key, expected in fixed.items():
+            if key in values and values[key] != expected:
+                raise ValueError(
+                    f"{source}: {key}={values[key]!r} is not supported (CoralBay uses {expected!r})"
+                )
+        if "feature_size" not in values:
+            raise ValueError(f"{source}: missing required key 'feature_size'")
+        extra = {
+            key: value
+            for key, value in values.items()
+            if key not in fixed
+            and key not in {"model_type", "feature_size", "use_v2", "in_channels"}
+        }
+        return cls(
+            feature_size=int(values["feature_size"]),
+            use_v2=bool(values.get("use_v2", True)),
+            in_channels=int(values.get("in_channels", 1)),
+            extra=extra,
+        )
+
+    @classmethod
+    def from_json(cls, path: str | pathlib.Path) -> EncoderConfig:
+        """Reads a `config.json` file.
+
+        Raises:
+            ValueError: When the file is not valid JSON or not a CoralBay config.
+        """
+        path = pathlib.Path(path)
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error})") from error
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a JSON object, got {type(values).__name__}")
+        return cls.from_dict(values, source=str(path))
