@@ -161,7 +161,7 @@ class CacheReader:
         shape = tuple(int(n) for n in row["shape"])
         if image.shape != shape or label.shape != shape:
             return None
-        affine = np.asarray(row["affine"], dtype=np.float64).reshape(4, 4)
+        affine = np.array(row["affine"], dtype=np.float64).reshape(4, 4)  # a writable copy
         return image, label, affine
 
 

@@ -414,12 +414,14 @@ class SegmentationAdapter(VisionDataset[eva_tv_tensors.Volume, tv_tensors.Mask],
 
     def _load_pair(self, index: int) -> tuple[eva_tv_tensors.Volume, tv_tensors.Mask]:
         standard = self.load_standard(index)
+        # Copies memory-mapped cache arrays into memory: tensors must be writable.
+        image = np.require(standard.image, dtype=np.float32, requirements=["W", "C"])
         volume = eva_tv_tensors.Volume(
-            torch.from_numpy(standard.image)[None],
-            affine=torch.from_numpy(standard.affine),
+            torch.from_numpy(image)[None],
+            affine=torch.from_numpy(np.array(standard.affine, dtype=np.float64)),
             metadata={"case_id": standard.case_id},
         )
-        mask = tv_tensors.Mask(torch.from_numpy(standard.label.astype(np.int64))[None])
+        mask = tv_tensors.Mask(torch.from_numpy(np.asarray(standard.label, dtype=np.int64))[None])
         return volume, mask
 
 
