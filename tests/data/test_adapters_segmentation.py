@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import eva
@@ -12,12 +13,16 @@ import jsonargparse
 import nibabel as nib
 import numpy as np
 import pytest
+from eva.core.data.datamodules.schemas import DataloadersSchema, DatasetsSchema
+from eva.vision.data import transforms as eva_transforms
+from eva.vision.data.dataloaders.collate_fn import collection_collate
 from eva.vision.data.datasets import BTCV as EvaBTCV
 from eva.vision.data.datasets import KiTS23 as EvaKiTS23
 from eva.vision.data.datasets import LiTS17 as EvaLiTS17
 from eva.vision.data.datasets import MSDTask7Pancreas as EvaMSDTask7Pancreas
 from eva.vision.data.datasets._utils import ranges_to_indices
 from monai.apps.utils import check_hash
+from torchvision.transforms.v2 import Compose
 
 from eva_coralbay.data import adapters
 from eva_coralbay.data.adapters import base, download, kits23, layouts, vocabulary
@@ -55,78 +60,51 @@ FIXTURE_SPLITS = {
 }  # fmt: skip
 
 
-def _datamodule(adapter: type[adapters.SegmentationAdapter], root: Path) -> eva.DataModule:
-    """Builds eva's DataModule from a YAML config shaped like eva's btcv.yaml."""
-    crop = 16
-    config = f"""
-data:
-  class_path: eva.DataModule
-  init_args:
-    datasets:
-      train:
-        class_path: eva_coralbay.data.adapters.{adapter.__name__}
-        init_args: &ARGS
-          root: {root}
-          split: train
-          profile: {json.dumps(FAST_PROFILE.to_dict())}
-          allow_incomplete: true
-          use_cache: false
-          transforms:
-            class_path: torchvision.transforms.v2.Compose
-            init_args:
-              transforms:
-                - class_path: eva.vision.data.transforms.SpatialPad
-                  init_args:
-                    spatial_size: [{crop}, {crop}, {crop}]
-                - class_path: eva.vision.data.transforms.RandCropByLabelClasses
-                  init_args:
-                    spatial_size: [{crop}, {crop}, {crop}]
-                    num_samples: 2
-                    num_classes: {len(adapter.native_classes)}
-                    warn: false
-                - class_path: eva.vision.data.transforms.RandFlip
-                  init_args:
-                    spatial_axes: [0, 1, 2]
-      val:
-        class_path: eva_coralbay.data.adapters.{adapter.__name__}
-        init_args:
-          <<: *ARGS
-          split: val
-          transforms: null
-    dataloaders:
-      train:
-        batch_size: 2
-        num_workers: 0
-        prefetch_factor: null
-        persistent_workers: false
-        pin_memory: false
-        collate_fn: eva.vision.data.dataloaders.collate_fn.collection_collate
-      val:
-        batch_size: 1
-        num_workers: 0
-        prefetch_factor: null
-        persistent_workers: false
-        pin_memory: false
-"""
-    parser = jsonargparse.ArgumentParser()
-    parser.add_argument("--data", type=eva.DataModule)
-    return parser.instantiate(parser.parse_string(config)).data
+def _train_transforms(num_classes: int, crop: int = 16) -> Compose:
+    """eva's own 3D transforms, as in its btcv.yaml (the profile replaces Spacing / scaling)."""
+    return Compose(
+        [
+            eva_transforms.SpatialPad(spatial_size=[crop] * 3),
+            eva_transforms.RandCropByLabelClasses(
+                spatial_size=[crop] * 3, num_samples=2, num_classes=num_classes, warn=False
+            ),
+            eva_transforms.RandFlip(spatial_axes=[0, 1, 2]),
+        ]
+    )
+
+
+def _loader(batch_size: int, collate: Callable | None = None) -> eva.DataLoader:
+    return eva.DataLoader(
+        batch_size=batch_size,
+        num_workers=0,
+        collate_fn=collate,
+        pin_memory=False,
+        persistent_workers=False,
+        prefetch_factor=None,
+    )
 
 
 @pytest.mark.parametrize("adapter", ADAPTERS, ids=lambda a: a.__name__)
 def test_native_layout_feeds_eva_datamodule(
     adapter: type[adapters.SegmentationAdapter], native_roots: NativeRoots
 ) -> None:
-    datamodule = _datamodule(adapter, native_roots(adapter))
+    arguments = {"root": str(native_roots(adapter)), "profile": FAST_PROFILE}
+    arguments |= {"allow_incomplete": True, "use_cache": False}
+    transforms = _train_transforms(len(adapter.native_classes))
+    datamodule = eva.DataModule(
+        datasets=DatasetsSchema(
+            train=adapter(split="train", transforms=transforms, **arguments),
+            val=adapter(split="val", **arguments),
+        ),
+        dataloaders=DataloadersSchema(train=_loader(2, collection_collate), val=_loader(1)),
+    )
     datamodule.prepare_data()
     datamodule.setup("fit")
 
     volumes, masks, metadata = next(iter(datamodule.train_dataloader()))
     assert volumes.shape == masks.shape == (4, 1, 16, 16, 16)  # 2 cases x 2 crops
-    assert (
-        volumes.dtype.is_floating_point
-        and 0.0 <= float(volumes.min()) <= float(volumes.max()) <= 1.0
-    )
+    assert volumes.dtype.is_floating_point
+    assert 0.0 <= float(volumes.min()) <= float(volumes.max()) <= 1.0
     assert set(masks.unique().tolist()) <= set(range(len(adapter.native_classes)))
     assert {item["split"] for item in metadata} == {"train"}
 
@@ -135,6 +113,52 @@ def test_native_layout_feeds_eva_datamodule(
     assert volume.shape == mask.shape and volume.shape[:2] == (1, 1)
     assert len(set(mask.unique().tolist()) - {0}) >= 1  # the phantom's organs arrive labelled
     assert metadata["case_id"][0] in FIXTURE_SPLITS[adapter.__name__]["val"]
+
+
+def test_every_adapter_is_built_from_an_eva_yaml_config(native_roots: NativeRoots) -> None:
+    # The config shape of eva's btcv.yaml: class_path + init_args, with a transforms Compose.
+    entries = "".join(
+        f"""
+        - class_path: eva_coralbay.data.adapters.{adapter.__name__}
+          init_args:
+            root: {native_roots(adapter)}
+            split: val
+            profile: {json.dumps(FAST_PROFILE.to_dict())}
+            allow_incomplete: true
+            transforms:
+              class_path: torchvision.transforms.v2.Compose
+              init_args:
+                transforms:
+                  - class_path: eva.vision.data.transforms.SpatialPad
+                    init_args:
+                      spatial_size: [64, 64, 64]"""
+        for adapter in ADAPTERS
+    )
+    config = f"""
+data:
+  class_path: eva.DataModule
+  init_args:
+    datasets:
+      predict:{entries}
+    dataloaders:
+      predict:
+        batch_size: 1
+        num_workers: 0
+        prefetch_factor: null
+        persistent_workers: false
+        pin_memory: false
+"""
+    parser = jsonargparse.ArgumentParser()
+    parser.add_argument("--data", type=eva.DataModule)
+    datamodule = parser.instantiate(parser.parse_string(config)).data
+    datamodule.setup("predict")
+    loaders = datamodule.predict_dataloader()
+    assert [type(loader.dataset) for loader in loaders] == list(ADAPTERS)
+    for loader in loaders:
+        volume, mask, metadata = next(iter(loader))
+        assert volume.shape[2:] == mask.shape[2:] == (64, 64, 64)
+        assert loader.dataset.profile == FAST_PROFILE
+        assert metadata["split"] == ["val"]
 
 
 @pytest.mark.parametrize("adapter", ADAPTERS, ids=lambda a: a.__name__)
@@ -275,3 +299,24 @@ def test_prepare_data_downloads_a_checksummed_archive(
 
     with pytest.raises(RuntimeError, match="MD5"):
         CorruptSpleen(str(tmp_path / "other"), profile=None, download=True).prepare_data()
+
+
+def test_profile_in_the_adapter_equals_evas_config_transform(native_roots: NativeRoots) -> None:
+    # The same profile applied by the adapter and by the ApplyProfile transform of a config.
+    from eva_coralbay.data.transforms import ApplyProfile
+
+    root = str(native_roots(adapters.MSDLung))
+    raw = adapters.MSDLung(
+        root,
+        split="val",
+        profile=None,
+        transforms=ApplyProfile(FAST_PROFILE),
+        allow_incomplete=True,
+    )
+    standardised = adapters.MSDLung(root, split="val", profile=FAST_PROFILE, allow_incomplete=True)
+    raw.configure()
+    standardised.configure()
+    (volume, mask, _), (expected_volume, expected_mask, _) = raw[0], standardised[0]
+    np.testing.assert_allclose(volume.numpy(), expected_volume.numpy(), atol=1e-6)
+    np.testing.assert_array_equal(mask.numpy(), expected_mask.numpy())
+    np.testing.assert_allclose(volume.affine, expected_volume.affine, atol=1e-6)

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import re
 import sys
+from concurrent import futures
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -343,16 +344,21 @@ class SegmentationAdapter(VisionDataset[eva_tv_tensors.Volume, tv_tensors.Mask],
             return readers.read_label(case.labels[0].path, reference=image)
         if not case.labels:
             raise ValueError(f"{case.image}: case {case.case_id} has no label files")
-        first = None
-        merged: npt.NDArray[np.int64] | None = None
-        for part in case.labels:
-            mask = readers.read_label(part.path, reference=image)
+        first = readers.read_label(case.labels[0].path, reference=image)
+        merged = np.zeros(tuple(first.shape), dtype=np.int64)
+
+        def mask_of(part: LabelPart) -> npt.NDArray[np.bool_]:
             # Plain arrays: MetaTensor's per-operation bookkeeping costs more than the merge.
-            values = mask.as_tensor().numpy()
-            if merged is None:
-                first, merged = mask, np.zeros_like(values)
-            merged[values > 0] = int(part.class_id or 0)
-        assert first is not None and merged is not None
+            return readers.read_label(part.path, reference=image).as_tensor().numpy() > 0
+
+        workers = min(4, os.cpu_count() or 1)
+        with futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            # Decompression releases the GIL, so the per-class files are read concurrently, a
+            # few at a time to bound the memory held by whole-volume masks.
+            for start in range(0, len(case.labels), workers):
+                parts = case.labels[start : start + workers]
+                for part, mask in zip(parts, pool.map(mask_of, parts), strict=True):
+                    merged[mask] = int(part.class_id or 0)
         meta = {key: value for key, value in first.meta.items() if key != "affine"}
         return MetaTensor(torch.from_numpy(merged), affine=first.affine, meta=meta)
 
