@@ -81,4 +81,4 @@ def test_real_scan_is_standardised_with_coralbays_profile(
     np.testing.assert_array_equal(standard.image, expected_image[0].numpy())
     np.testing.assert_array_equal(standard.label, expected_label[0].numpy())
     np.testing.assert_allclose(np.linalg.norm(standard.affine[:3, :3], axis=0), [1.5, 1.5, 1.5])
-    assert 0.0 <= standard.image.min() and standard.image.max() <= 1.0
+    assert standard.image.min() >= 0.0 and standard.image.max() <= 1.0

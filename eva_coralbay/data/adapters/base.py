@@ -7,8 +7,8 @@ import dataclasses
 import os
 import re
 import sys
-from concurrent import futures
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent import futures
 from pathlib import Path
 from typing import Any, ClassVar
 
