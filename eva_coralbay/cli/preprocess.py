@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 ORDER = 40
 
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _profile_argument(value: str) -> object:
+def _profile_argument(value: str) -> str | dict[str, Any]:
     """A model name, or the contents of a JSON profile file."""
     path = Path(value)
     if value.endswith(".json") and path.is_file():

@@ -26,7 +26,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -168,8 +168,8 @@ class CacheReader:
 class PreprocessableDataset(Protocol):
     """What `preprocess` needs from an adapter (every `SegmentationAdapter` has it)."""
 
-    task_id: str
-    native_classes: tuple[str, ...]
+    task_id: ClassVar[str]
+    native_classes: ClassVar[tuple[str, ...]]
 
     @property
     def profile(self) -> PreprocessingProfile | None:

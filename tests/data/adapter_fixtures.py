@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nibabel as nib
 import pytest
 
 from eva_coralbay.data import adapters
@@ -37,3 +38,10 @@ def native_roots(tmp_path_factory: pytest.TempPathFactory) -> NativeRoots:
 def fresh_layout(adapter: type[adapters.SegmentationAdapter], root: Path) -> Path:
     """Writes a private copy of an adapter's fixture layout (for tests that modify it)."""
     return layouts.writer_for(adapter)(root)
+
+
+def load_nifti(path: Path) -> nib.Nifti1Image:
+    """nibabel.load, typed: the fixtures and the test data are all NIfTI-1."""
+    image = nib.load(path)
+    assert isinstance(image, nib.Nifti1Image), path
+    return image

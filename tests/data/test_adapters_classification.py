@@ -116,8 +116,8 @@ def test_evas_embeddings_writer_writes_medmnist_and_organ_patch_embeddings(
     assert set(manifest["origin"]) == {organs.filename(i) for i in range(len(organs))} | {
         patches.filename(i) for i in range(len(patches))
     }
-    for row in manifest.itertuples():
-        saved = torch.load(tmp_path / "embeddings" / row.embeddings)
+    for embeddings_file in manifest["embeddings"]:
+        saved = torch.load(tmp_path / "embeddings" / embeddings_file)
         assert isinstance(saved, list) and saved[0].shape == (4,)
     # The written target is the dataset's scalar target, row by row.
     first = manifest[manifest["split"] == "split0"].iloc[0]

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import eva
 import jsonargparse
-import nibabel as nib
 import numpy as np
 import pytest
 from eva.core.data.datamodules.schemas import DataloadersSchema, DatasetsSchema
@@ -27,7 +26,7 @@ from torchvision.transforms.v2 import Compose
 from eva_coralbay.data import adapters
 from eva_coralbay.data.adapters import base, download, kits23, layouts, vocabulary
 from eva_coralbay.data.adapters.validation import DatasetValidationError
-from tests.data.adapter_fixtures import FAST_PROFILE, NativeRoots, native_roots
+from tests.data.adapter_fixtures import FAST_PROFILE, NativeRoots, load_nifti, native_roots
 
 __all__ = ["native_roots"]
 
@@ -219,10 +218,11 @@ def test_profile_none_returns_the_stored_arrays(native_roots: NativeRoots) -> No
     dataset = adapters.BTCV(str(root), split="val", profile=None, allow_incomplete=True)
     dataset.configure()
     volume, mask, _ = dataset[0]
-    stored = nib.load(root / "RawData/Training/img/img0035.nii.gz")
-    stored_label = nib.load(root / "RawData/Training/label/label0035.nii.gz")
+    stored = load_nifti(root / "RawData/Training/img/img0035.nii.gz")
+    stored_label = load_nifti(root / "RawData/Training/label/label0035.nii.gz")
     np.testing.assert_array_equal(volume[0].numpy(), np.asarray(stored.dataobj, dtype=np.float32))
     np.testing.assert_array_equal(mask[0].numpy(), np.asarray(stored_label.dataobj))
+    assert volume.affine is not None and stored.affine is not None
     np.testing.assert_allclose(volume.affine.numpy(), stored.affine)
 
 
@@ -319,4 +319,5 @@ def test_profile_in_the_adapter_equals_evas_config_transform(native_roots: Nativ
     (volume, mask, _), (expected_volume, expected_mask, _) = raw[0], standardised[0]
     np.testing.assert_allclose(volume.numpy(), expected_volume.numpy(), atol=1e-6)
     np.testing.assert_array_equal(mask.numpy(), expected_mask.numpy())
-    np.testing.assert_allclose(volume.affine, expected_volume.affine, atol=1e-6)
+    assert volume.affine is not None and expected_volume.affine is not None
+    np.testing.assert_allclose(volume.affine.numpy(), expected_volume.affine.numpy(), atol=1e-6)

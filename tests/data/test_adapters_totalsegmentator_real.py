@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 
@@ -12,6 +11,7 @@ from eva_coralbay.data import adapters
 from eva_coralbay.data.adapters import layouts
 from eva_coralbay.data.profile import CORALBAY_PROFILE
 from eva_coralbay.data.readers import read_label, read_scan
+from tests.data.adapter_fixtures import load_nifti
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def real_layout(tmp_path_factory: pytest.TempPathFactory, totalsegmentator_dir: 
     for subject, (ct, seg) in subjects.items():
         (root / subject / "segmentations").mkdir(parents=True)
         (root / subject / "ct.nii.gz").symlink_to(totalsegmentator_dir / ct)
-        labels = nib.load(totalsegmentator_dir / seg)
+        labels = load_nifti(totalsegmentator_dir / seg)
         values = np.asarray(labels.dataobj)
         for class_id, name in enumerate(names[1:], start=1):
             mask = (values == class_id).astype(np.uint8)
@@ -53,11 +53,11 @@ def test_real_scans_keep_their_voxels_and_labels(
     assert metadata == {"case_id": "s0000", "split": "train"}
     assert dataset.filename(0) == "s0000/ct.nii.gz"
 
-    reference = nib.load(totalsegmentator_dir / "example_ct.nii.gz")
+    reference = load_nifti(totalsegmentator_dir / "example_ct.nii.gz")
     np.testing.assert_array_equal(volume[0].numpy(), reference.get_fdata(dtype=np.float32))
     # The 117 masks merge back into the released multi-label map, ids unchanged.
     labels = np.asarray(
-        nib.load(totalsegmentator_dir / "example_seg_fast_force_split.nii.gz").dataobj
+        load_nifti(totalsegmentator_dir / "example_seg_fast_force_split.nii.gz").dataobj
     )
     np.testing.assert_array_equal(mask[0].numpy(), labels)
     liver = dataset.class_to_idx["liver"]

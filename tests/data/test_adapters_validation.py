@@ -6,14 +6,13 @@ import gzip
 import json
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 
 from eva_coralbay.data import adapters
 from eva_coralbay.data.adapters import layouts, validation
 from eva_coralbay.data.adapters.validation import DatasetValidationError
-from tests.data.adapter_fixtures import fresh_layout
+from tests.data.adapter_fixtures import fresh_layout, load_nifti
 
 
 def _validation_error(dataset: adapters.SegmentationAdapter) -> DatasetValidationError:
@@ -26,20 +25,21 @@ def _validation_error(dataset: adapters.SegmentationAdapter) -> DatasetValidatio
 def test_every_broken_pair_is_reported_in_one_error(tmp_path: Path) -> None:
     root = fresh_layout(adapters.MSDSpleen, tmp_path / "msd")
     task = root / "Task09_Spleen"
-    affine = nib.load(task / "imagesTr/spleen_2.nii.gz").affine
+    affine = load_nifti(task / "imagesTr/spleen_2.nii.gz").affine
 
     # spleen_2: label value outside the class map (spleen has labels 0 and 1 only).
-    label = nib.load(task / "labelsTr/spleen_2.nii.gz")
-    values = np.asarray(label.dataobj).copy()
+    label = load_nifti(task / "labelsTr/spleen_2.nii.gz")
+    values = np.array(label.dataobj)
     values[0, 0, 0] = 7
     layouts.save_nifti(task / "labelsTr/spleen_2.nii.gz", values, label.affine)
     # spleen_3: label shifted by 5 mm, on another grid than its image.
+    assert affine is not None
     shifted = affine.copy()
     shifted[:3, 3] += 5.0
-    label3 = nib.load(task / "labelsTr/spleen_3.nii.gz")
+    label3 = load_nifti(task / "labelsTr/spleen_3.nii.gz")
     layouts.save_nifti(task / "labelsTr/spleen_3.nii.gz", np.asarray(label3.dataobj), shifted)
     # spleen_10: the image is a 4D series.
-    image10 = np.asarray(nib.load(task / "imagesTr/spleen_10.nii.gz").dataobj)
+    image10 = np.asarray(load_nifti(task / "imagesTr/spleen_10.nii.gz").dataobj)
     layouts.save_nifti(task / "imagesTr/spleen_10.nii.gz", np.stack([image10] * 2, -1), affine)
     # spleen_13, a validation case, is not there at all (the fixture never had it).
 
@@ -59,7 +59,7 @@ def test_every_broken_pair_is_reported_in_one_error(tmp_path: Path) -> None:
 def test_shape_mismatch_unreadable_label_and_bad_metadata(tmp_path: Path) -> None:
     root = fresh_layout(adapters.MSDLiver, tmp_path / "msd")
     task = root / "Task03_Liver"
-    affine = nib.load(task / "labelsTr/liver_0.nii.gz").affine
+    affine = load_nifti(task / "labelsTr/liver_0.nii.gz").affine
     layouts.save_nifti(task / "labelsTr/liver_0.nii.gz", np.zeros((5, 5, 5), np.uint8), affine)
     # A truncated gzip stream: the header parses, the voxels do not.
     compressed = (task / "labelsTr/liver_1.nii.gz").read_bytes()
@@ -78,7 +78,7 @@ def test_shape_mismatch_unreadable_label_and_bad_metadata(tmp_path: Path) -> Non
 def test_totalsegmentator_checks_each_class_mask(tmp_path: Path) -> None:
     root = fresh_layout(adapters.TotalSegmentatorV2, tmp_path / "ts")
     (root / "s0000/segmentations/liver.nii.gz").unlink()
-    spleen = nib.load(root / "s0001/segmentations/spleen.nii.gz")
+    spleen = load_nifti(root / "s0001/segmentations/spleen.nii.gz")
     values = np.asarray(spleen.dataobj).copy()
     values[values == 1] = 2  # a binary mask may only hold 0 and 1
     layouts.save_nifti(root / "s0001/segmentations/spleen.nii.gz", values, spleen.affine)

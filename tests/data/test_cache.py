@@ -11,7 +11,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 
@@ -19,7 +18,13 @@ from eva_coralbay import cli
 from eva_coralbay.data import adapters, cache
 from eva_coralbay.data.adapters import layouts
 from eva_coralbay.data.profile import PreprocessingProfile
-from tests.data.adapter_fixtures import FAST_PROFILE, NativeRoots, fresh_layout, native_roots
+from tests.data.adapter_fixtures import (
+    FAST_PROFILE,
+    NativeRoots,
+    fresh_layout,
+    load_nifti,
+    native_roots,
+)
 
 __all__ = ["native_roots"]
 
@@ -110,7 +115,7 @@ def test_changed_sources_and_profiles_invalidate_the_cache(tmp_path: Path) -> No
 
     # New label content: recomputed, the superseded arrays removed.
     label_path = root / "RawData/Training/label/label0035.nii.gz"
-    label = nib.load(label_path)
+    label = load_nifti(label_path)
     values = np.asarray(label.dataobj).copy()
     values[values == 6] = 0  # drop the liver
     layouts.save_nifti(label_path, values, label.affine)

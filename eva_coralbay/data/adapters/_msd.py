@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar
 
-from monai.apps import DecathlonDataset
+from monai.apps.datasets import DecathlonDataset
 
 from eva_coralbay.data.adapters import base, download
 from eva_coralbay.data.adapters.validation import Problem

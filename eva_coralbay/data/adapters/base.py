@@ -18,7 +18,7 @@ import torch
 from eva.vision.data import tv_tensors as eva_tv_tensors
 from eva.vision.data.datasets.vision import VisionDataset
 from loguru import logger
-from monai.data import MetaTensor
+from monai.data.meta_tensor import MetaTensor
 from torchvision import tv_tensors
 from typing_extensions import override
 

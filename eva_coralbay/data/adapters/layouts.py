@@ -110,8 +110,16 @@ def phantom_arrays(
     )
 
 
-def save_nifti(path: Path, array: npt.NDArray[np.generic], affine: npt.NDArray[np.float64]) -> None:
-    """Writes a NIfTI file (compressed when the name ends in .gz), creating its folder."""
+def save_nifti(
+    path: Path, array: npt.NDArray[np.generic], affine: npt.NDArray[np.floating] | None
+) -> None:
+    """Writes a NIfTI file (compressed when the name ends in .gz), creating its folder.
+
+    Raises:
+        ValueError: Without an affine (nibabel would silently write an identity one).
+    """
+    if affine is None:
+        raise ValueError(f"{path}: a NIfTI file needs its voxel-to-world affine")
     path.parent.mkdir(parents=True, exist_ok=True)
     image = nib.Nifti1Image(array, affine)
     image.set_qform(affine, code=1)
@@ -358,8 +366,8 @@ def write_meta_csv(root: Path, subjects: Sequence[tuple[str, str]]) -> None:
         writer = csv.writer(handle, delimiter=";")
         writer.writerow(META_COLUMNS)
         for subject, split in subjects:
-            row = dict.fromkeys(META_COLUMNS, "")
-            row.update(image_id=subject, split=split, study_type="ct abdomen-pelvis")
+            row = {column: "" for column in META_COLUMNS}
+            row["image_id"], row["split"], row["study_type"] = subject, split, "ct abdomen-pelvis"
             writer.writerow([row[column] for column in META_COLUMNS])
 
 

@@ -82,7 +82,10 @@ ROOT/meta.csv and ROOT/s0000/segmentations/spleen.nii.gz exist.
         except ValueError:
             return []  # check_metadata reports it
         return sorted(
-            ((str(row.image_id), _SPLITS[str(row.split)]) for row in table.itertuples()),
+            (
+                (str(subject), _SPLITS[str(split)])
+                for subject, split in zip(table["image_id"], table["split"], strict=True)
+            ),
             key=lambda item: base.natural_key(item[0]),
         )
 

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -103,13 +104,13 @@ def spatial_shape(shape: tuple[int, ...]) -> tuple[int, ...] | None:
     return None
 
 
-def read_label_voxels(path: Path) -> npt.NDArray[np.generic]:
+def read_label_voxels(path: Path) -> npt.NDArray[Any]:
     """Reads a label file's voxels in their stored dtype (no scaling to float)."""
     image = nib.load(path)
     return np.asanyarray(image.dataobj)  # type: ignore[attr-defined]
 
 
-def check_label_values(voxels: npt.NDArray[np.generic], allowed_max: int) -> str | None:
+def check_label_values(voxels: npt.NDArray[Any], allowed_max: int) -> str | None:
     """Checks that label voxels are integers in [0, allowed_max]; returns a problem or None."""
     if voxels.dtype.kind == "f":
         if not np.all(np.isfinite(voxels)):
