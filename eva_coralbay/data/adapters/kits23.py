@@ -47,7 +47,7 @@ class KiTS23(base.SegmentationAdapter):
     expected_cases: ClassVar[dict[str, int]] = {"train": 465, "val": 24}
     manual_download: ClassVar[str] = """
 git clone https://github.com/neheller/kits23 && cd kits23 && pip install -e .
-kits23_download_data        # fills kits23/dataset/case_XXXXX/imaging.nii.gz (about 50 GB)
+kits23_download_data        # fills kits23/dataset/case_XXXXX/imaging.nii.gz
 then use ROOT=kits23/dataset (the segmentations are already in the repository).
 """
 

@@ -45,7 +45,7 @@ class TotalSegmentatorV2(base.SegmentationAdapter):
     )
     manual_download: ClassVar[str] = """
 Download Totalsegmentator_dataset_v201.zip from https://zenodo.org/records/10047292
-(MD5 fe250e5718e0a3b5df4c4ea9d58a62fe, about 24 GB) and unzip it into ROOT, so that
+(MD5 fe250e5718e0a3b5df4c4ea9d58a62fe) and unzip it into ROOT, so that
 ROOT/meta.csv and ROOT/s0000/segmentations/spleen.nii.gz exist.
 """
 
