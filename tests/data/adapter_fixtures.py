@@ -45,3 +45,13 @@ def load_nifti(path: Path) -> nib.Nifti1Image:
     image = nib.load(path)
     assert isinstance(image, nib.Nifti1Image), path
     return image
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """Points the default preprocess cache at a temporary folder, never the user's."""
+    folder = tmp_path_factory.mktemp("coralbay-cache")
+    monkeypatch.setenv("CORALBAY_CACHE", str(folder))
+    return folder

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import jsonargparse
 import lightning.pytorch as pl
 import medmnist
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 import torch
 from eva.core.callbacks.writers.embeddings import ClassificationEmbeddingsWriter
 from eva.core.models.modules import InferenceModule
+from eva.vision.data.datasets.vision import VisionDataset
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -19,9 +22,9 @@ from eva_coralbay.data import adapters
 from eva_coralbay.data.adapters.medmnist3d import write_npz
 from eva_coralbay.data.adapters.organ_patches import crop_padded
 from eva_coralbay.data.adapters.validation import DatasetValidationError
-from tests.data.adapter_fixtures import FAST_PROFILE, NativeRoots, native_roots
+from tests.data.adapter_fixtures import FAST_PROFILE, NativeRoots, isolated_cache, native_roots
 
-__all__ = ["native_roots"]
+__all__ = ["isolated_cache", "native_roots"]
 
 
 def _npz(root: Path, flag: str, num_classes: int, counts: dict[str, int], seed: int = 0) -> Path:
@@ -170,3 +173,27 @@ def test_organ_patches_need_a_profile_and_known_classes(native_roots: NativeRoot
         adapters.OrganPatches(adapters.BTCV(root, profile=None))
     with pytest.raises(ValueError, match="not in BTCV"):
         adapters.OrganPatches(adapters.BTCV(root, profile=FAST_PROFILE), classes=["brain"])
+
+
+def test_organ_patches_from_an_eva_yaml_config(native_roots: NativeRoots) -> None:
+    config = f"""
+dataset:
+  class_path: eva_coralbay.data.adapters.OrganPatches
+  init_args:
+    patch_size: 12
+    min_voxels: 5
+    source:
+      class_path: eva_coralbay.data.adapters.BTCV
+      init_args:
+        root: {native_roots(adapters.BTCV)}
+        split: val
+        profile: {json.dumps(FAST_PROFILE.to_dict())}
+        allow_incomplete: true
+"""
+    parser = jsonargparse.ArgumentParser()
+    parser.add_argument("--dataset", type=VisionDataset)
+    dataset = parser.instantiate(parser.parse_string(config)).dataset
+    assert isinstance(dataset, adapters.OrganPatches)
+    dataset.setup()
+    assert {patch.case_id for patch in dataset.patches} == {"img0035"}
+    assert tuple(dataset[0][0].shape) == (1, 12, 12, 12)

@@ -26,9 +26,15 @@ from torchvision.transforms.v2 import Compose
 from eva_coralbay.data import adapters
 from eva_coralbay.data.adapters import base, download, kits23, layouts, vocabulary
 from eva_coralbay.data.adapters.validation import DatasetValidationError
-from tests.data.adapter_fixtures import FAST_PROFILE, NativeRoots, load_nifti, native_roots
+from tests.data.adapter_fixtures import (
+    FAST_PROFILE,
+    NativeRoots,
+    isolated_cache,
+    load_nifti,
+    native_roots,
+)
 
-__all__ = ["native_roots"]
+__all__ = ["isolated_cache", "native_roots"]
 
 ADAPTERS = adapters.SEGMENTATION_ADAPTERS
 

@@ -11,7 +11,9 @@ from eva_coralbay.data import adapters
 from eva_coralbay.data.adapters import layouts
 from eva_coralbay.data.profile import CORALBAY_PROFILE
 from eva_coralbay.data.readers import read_label, read_scan
-from tests.data.adapter_fixtures import load_nifti
+from tests.data.adapter_fixtures import isolated_cache, load_nifti
+
+__all__ = ["isolated_cache"]  # a fixture: imported to be used
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,9 @@ import pytest
 from eva_coralbay.data import adapters
 from eva_coralbay.data.adapters import layouts, validation
 from eva_coralbay.data.adapters.validation import DatasetValidationError
-from tests.data.adapter_fixtures import fresh_layout, load_nifti
+from tests.data.adapter_fixtures import fresh_layout, isolated_cache, load_nifti
+
+__all__ = ["isolated_cache"]  # a fixture: imported to be used
 
 
 def _validation_error(dataset: adapters.SegmentationAdapter) -> DatasetValidationError:

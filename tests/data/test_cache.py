@@ -22,11 +22,12 @@ from tests.data.adapter_fixtures import (
     FAST_PROFILE,
     NativeRoots,
     fresh_layout,
+    isolated_cache,
     load_nifti,
     native_roots,
 )
 
-__all__ = ["native_roots"]
+__all__ = ["isolated_cache", "native_roots"]
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ import dataclasses
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent import futures
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,7 +17,6 @@ import numpy.typing as npt
 import torch
 from eva.vision.data import tv_tensors as eva_tv_tensors
 from eva.vision.data.datasets.vision import VisionDataset
-from loguru import logger
 from monai.data.meta_tensor import MetaTensor
 from torchvision import tv_tensors
 from typing_extensions import override
@@ -269,6 +268,7 @@ class SegmentationAdapter(VisionDataset[eva_tv_tensors.Volume, tv_tensors.Mask],
         problems += validation.check_cases(
             [(case.image, case.labels) for case in unchecked],
             num_classes=len(self.native_classes),
+            geometry_fallback=_geometry_from_reader,
         )
         return problems
 
@@ -431,20 +431,15 @@ class SegmentationAdapter(VisionDataset[eva_tv_tensors.Volume, tv_tensors.Mask],
         return volume, mask
 
 
+def _geometry_from_reader(path: Path) -> validation.Geometry:
+    """The geometry of a scan that is not NIfTI (DICOM, MHA, NRRD), through the data readers."""
+    scan = readers.read_scan(path)
+    affine = np.asarray(scan.affine.detach().cpu().numpy(), dtype=np.float64)  # type: ignore[union-attr]
+    return validation.Geometry(tuple(int(n) for n in scan.shape[1:]), affine)
+
+
 def _label_dtype(num_classes: int) -> type[np.integer]:
     return np.uint8 if num_classes <= 256 else np.int16
-
-
-def cases_with_split(
-    image_label_pairs: Iterable[tuple[str, Path, Path]], split_of: Callable[[str], str | None]
-) -> list[Case]:
-    """Builds cases from (case id, image, label) triples, dropping those `split_of` excludes."""
-    cases = []
-    for case_id, image, label in image_label_pairs:
-        split = split_of(case_id)
-        if split is not None:
-            cases.append(Case(case_id, split, image, (LabelPart(label),)))
-    return cases
 
 
 def check_class_map(cls: type[SegmentationAdapter]) -> None:
@@ -459,26 +454,13 @@ def check_class_map(cls: type[SegmentationAdapter]) -> None:
     vocabulary.check_canonical(cls.canonical_classes, cls.__name__)
 
 
-def sequence_of_ids(ids: Sequence[int], template: str) -> frozenset[str]:
-    """Formats integer case ids into case-id strings (e.g. "liver_{}" -> "liver_3")."""
-    return frozenset(template.format(number) for number in ids)
-
-
-def env_cache_dir() -> Path | None:
-    """The cache folder `$CORALBAY_CACHE` names, if set."""
-    value = os.environ.get("CORALBAY_CACHE")
-    return Path(value) if value else None
-
-
 __all__ = [
     "Case",
     "LabelPart",
     "SegmentationAdapter",
     "StandardCase",
-    "cases_with_split",
     "check_class_map",
     "list_volumes",
-    "logger",
     "natural_key",
     "strip_suffixes",
 ]
