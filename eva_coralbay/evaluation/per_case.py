@@ -65,7 +65,8 @@ class PerCaseScores(pl.Callback):
 
         Args:
             class_names: Name of every class index (background included for segmentation);
-                when None, class columns hold the index as text.
+                when None, the evaluated dataset's `classes` where it has them, else the index
+                as text.
             include_background: Whether segmentation class 0 is scored too.
             filename: The name of the parquet files.
         """
@@ -75,6 +76,7 @@ class PerCaseScores(pl.Callback):
         self._filename = filename
         self._rows: list[dict[str, Any]] = []
         self._sample_offsets: dict[int, int] = {}
+        self._dataset_classes: list[str] | None = None
 
     @override
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -123,8 +125,9 @@ class PerCaseScores(pl.Callback):
         self._sample_offsets = {}
 
     def _class_name(self, index: int) -> str:
-        if self._class_names is not None and index < len(self._class_names):
-            return self._class_names[index]
+        names = self._class_names if self._class_names is not None else self._dataset_classes
+        if names is not None and index < len(names):
+            return names[index]
         return str(index)
 
     def _record_batch(
@@ -142,6 +145,8 @@ class PerCaseScores(pl.Callback):
             for offset in range(batch_size)
         ]
         run = _run_index(trainer)
+        classes = getattr(_dataset(trainer, stage, dataloader_idx), "classes", None)
+        self._dataset_classes = [str(name) for name in classes] if classes else None
         if predictions.ndim >= 4:
             self._record_segmentation(predictions, targets, case_ids, run, stage, dataloader_idx)
         else:
@@ -271,18 +276,23 @@ def _case_id(
             value = metadata.get(key)
             if isinstance(value, (list, tuple)) and len(value) > offset:
                 return str(value[offset])
+    filename = getattr(_dataset(trainer, stage, dataloader_idx), "filename", None)
+    if callable(filename):
+        try:
+            return str(filename(index))
+        except (IndexError, KeyError):
+            pass
+    return f"{stage}-{dataloader_idx}-{index}"
+
+
+def _dataset(trainer: pl.Trainer, stage: str, dataloader_idx: int) -> Any:
+    """The dataset behind an evaluation dataloader, or None."""
     dataloaders = trainer.test_dataloaders if stage == "test" else trainer.val_dataloaders
     if isinstance(dataloaders, torch_data.DataLoader):
         dataloaders = [dataloaders]
     if isinstance(dataloaders, (list, tuple)) and dataloader_idx < len(dataloaders):
-        dataset = dataloaders[dataloader_idx].dataset
-        filename = getattr(dataset, "filename", None)
-        if callable(filename):
-            try:
-                return str(filename(index))
-            except (IndexError, KeyError):
-                pass
-    return f"{stage}-{dataloader_idx}-{index}"
+        return dataloaders[dataloader_idx].dataset
+    return None
 
 
 def _write_parquet_atomically(table: pd.DataFrame, path: pathlib.Path) -> None:
