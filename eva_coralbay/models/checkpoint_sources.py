@@ -165,9 +165,10 @@ def _resolve_hub(text: str, *, sha256: str | None) -> LocalCheckpoint:
     except (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled) as error:
         reason = "offline mode is on (HF_HUB_OFFLINE=1)" if offline else "the Hub is unreachable"
         raise CheckpointError(
-            f"{text}: cannot load from the Hugging Face Hub: {reason} and the repo is not in "
-            f"the local cache ({huggingface_hub.constants.HF_HUB_CACHE}). Get a local copy "
-            f"where there is network (`hf download {repo_id} --local-dir DIR`), then pass "
+            f"{text}: cannot load it: no local file or folder has that name, {reason} and the "
+            f"Hugging Face repo is not in the local cache "
+            f"({huggingface_hub.constants.HF_HUB_CACHE}). Get a local copy where there is "
+            f"network (`hf download {repo_id} --local-dir DIR`), then pass "
             f"checkpoint=DIR (a folder with {CONFIG_FILENAME} and {WEIGHTS_FILENAME}) or "
             f"checkpoint=DIR/{WEIGHTS_FILENAME}"
         ) from error

@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import pickle
+import re
 import tempfile
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -75,16 +76,24 @@ def _numpy_scalar_globals() -> list[Any]:
     return [scalar, np.dtype, *dtype_classes]
 
 
+def _is_safetensors(path: pathlib.Path, size: int) -> bool:
+    """Whether a file starts like safetensors: a little-endian header length, then `{`.
+
+    The content decides, not the suffix: `.pt` files are sometimes safetensors and vice versa.
+    """
+    with path.open("rb") as file:
+        start = file.read(9)
+    if len(start) < 9 or start[8:9] != b"{":
+        return False
+    return int.from_bytes(start[:8], "little") <= size - 8
+
+
 def _read_file(path: pathlib.Path) -> Any:
     """Reads a safetensors or torch file without ever executing pickled code."""
     size = path.stat().st_size
     if size == 0:
         raise CheckpointError(f"{path}: the file is empty")
-    with path.open("rb") as file:
-        magic = file.read(4)
-    # Torch files are zip archives (current format) or raw pickles (legacy); anything else is
-    # read as safetensors, whatever its suffix.
-    if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):
+    if _is_safetensors(path, size):
         try:
             return safetensors.torch.load_file(str(path), device="cpu")
         except Exception as error:
@@ -96,12 +105,13 @@ def _read_file(path: pathlib.Path) -> Any:
         with torch.serialization.safe_globals(_numpy_scalar_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        details = [line.strip() for line in str(error).splitlines() if "global" in line.lower()]
-        if details:
+        forbidden = sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(error))))
+        if forbidden:
             raise CheckpointError(
                 f"{path}: refused to load: the file holds pickled Python objects beyond tensors "
-                f"({' '.join(details)}); unpickling them could run code, so nothing was loaded. "
-                "If you trust the file, re-save its state dict with safetensors and load that."
+                f"(it references {', '.join(forbidden)}); unpickling them could run code, so "
+                "nothing was loaded. If you trust the file, re-save its state dict with "
+                "safetensors and load that."
             ) from None
         raise CheckpointError(
             f"{path}: cannot be read safely as a torch checkpoint (nothing was executed); the "
