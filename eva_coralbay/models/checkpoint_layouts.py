@@ -60,6 +60,9 @@ KNOWN_HEADS = frozenset(
         "controller",
         "organ_embedding",
         "text_to_vision",
+        # MONAI's Disruptive-Autoencoder SSL weights: the mask token and a final norm.
+        "mask_token",
+        "norm",
         # DINO / VoCo self-distillation: projection heads, loss centres and the other copy.
         "head",
         "heads",
@@ -154,6 +157,11 @@ def _locate(key: str) -> tuple[str, str] | None:
         if segment in ENCODER_ROOTS:
             return prefix, f"{ENCODER_ROOTS[segment]}.{rest}"
         if segment in TRANSFORMER_ROOTS:
+            # MONAI's Disruptive-Autoencoder SSL weights nest each stage once more
+            # (`layers1.0.0.blocks...`, see monai.networks.nets.swin_unetr.filter_swinunetr);
+            # a MONAI stage never holds an index right under its BasicLayer otherwise.
+            if segment.startswith("layers") and rest.startswith("0.0."):
+                rest = rest[2:]
             return prefix, f"swinViT.{segment}.{rest}"
     return None
 

@@ -13,6 +13,9 @@ Each layout follows the code that writes (or, for eva, reads) the real file:
   (SwinUNETR.load_from reads exactly these keys), plus the SSLHead's rotation, contrastive and
   reconstruction heads; the research-contributions pre-training checkpoint names the
   transformer `swin_vit`.
+- MONAI's `ssl_pretrained_weights.pth` (Disruptive Autoencoders):
+  `{"model": {"encoder.patch_embed...", "encoder.layers1.0.0.blocks...", "encoder.mask_token",
+  "encoder.norm...", "out.conv..."}}`, the inverse of MONAI's `filter_swinunetr`.
 - DINO / Lightning: `{"state_dict": {"teacher.backbone...", "student.backbone...", heads}}`.
 """
 
@@ -200,6 +203,26 @@ def _universal() -> tuple[Any, Any]:
     return {"net": net, "epoch": 500}, source
 
 
+def _monai_ssl_disruptive_autoencoder() -> tuple[Any, Any]:
+    swin = _swin_transformer(seed=4)
+    # The inverse of monai.networks.nets.swin_unetr.filter_swinunetr: one more level per stage.
+    state = {
+        "encoder." + key.replace(".0.", ".0.0.", 1)
+        if key.startswith("layers")
+        else f"encoder.{key}": value
+        for key, value in swin.state_dict().items()
+    }
+    dim = 16 * FEATURE_SIZE
+    state |= {
+        "encoder.mask_token": torch.zeros(1, 1, FEATURE_SIZE),
+        "encoder.norm.weight": torch.ones(dim),
+        "encoder.norm.bias": torch.zeros(dim),
+        "out.conv.conv.weight": torch.randn(1, FEATURE_SIZE, 1, 1, 1),
+        "out.conv.conv.bias": torch.zeros(1),
+    }
+    return {"model": state}, _TransformerHolder(swin)
+
+
 class _TransformerHolder(nn.Module):
     def __init__(self, swin: nn.Module) -> None:
         super().__init__()
@@ -308,6 +331,13 @@ LAYOUTS = [
     Layout("universal_model_swinunetr", _universal, use_v2=False, suffix=".pth"),
     Layout("monai_ssl_model_swinvit", _monai_ssl_swinvit, use_v2=False, transformer_only=True),
     Layout("monai_ssl_training", _monai_ssl_training, use_v2=False, transformer_only=True),
+    Layout(
+        "monai_ssl_disruptive_autoencoder",
+        _monai_ssl_disruptive_autoencoder,
+        use_v2=False,
+        suffix=".pth",
+        transformer_only=True,
+    ),
     Layout("dino_lightning_ckpt", _dino_lightning, use_v2=True, suffix=".ckpt"),
     Layout("dino_official", _dino_official, use_v2=False, suffix=".pth"),
     Layout("data_parallel_module", _data_parallel, use_v2=False),
