@@ -5,6 +5,7 @@ Importing this package registers `radiology/coralbay` (published weights) and
 """
 
 from eva_coralbay.models.config import EncoderConfig
+from eva_coralbay.models.encoder import CoralBayEncoder
 from eva_coralbay.models.registry import ModelFromRegistry, register_models
 from eva_coralbay.models.weights import (
     CheckpointError,
@@ -17,6 +18,7 @@ from eva_coralbay.models.weights import (
 
 __all__ = [
     "CheckpointError",
+    "CoralBayEncoder",
     "EncoderConfig",
     "ModelFromRegistry",
     "infer_config",

@@ -12,6 +12,7 @@ from torch import nn
 from typing_extensions import override
 
 from eva_coralbay.models import weights
+from eva_coralbay.models.encoder import CoralBayEncoder
 
 
 def coralbay(
@@ -58,8 +59,6 @@ def coralbay_random(
         embeddings_type: `multiscale` (24·F dims) or `head` (16·F dims).
         inferer: A MONAI inferer used in eval mode.
     """
-    from eva_coralbay.models.encoder import CoralBayEncoder
-
     return CoralBayEncoder(
         in_channels=in_channels,
         feature_size=feature_size,

@@ -11,7 +11,7 @@ import pickle
 import re
 import tempfile
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import safetensors.torch
 import torch
@@ -27,9 +27,7 @@ from eva_coralbay.models.checkpoint_layouts import (
     unwrap_containers,
 )
 from eva_coralbay.models.config import EncoderConfig
-
-if TYPE_CHECKING:
-    from eva_coralbay.models.encoder import CoralBayEncoder
+from eva_coralbay.models.encoder import CoralBayEncoder
 
 __all__ = [
     "DEFAULT_SOURCE",
@@ -302,8 +300,6 @@ def load_weights_into(
 
 
 def _build_encoder(config: EncoderConfig, **encoder_kwargs: Any) -> CoralBayEncoder:
-    from eva_coralbay.models.encoder import CoralBayEncoder
-
     return CoralBayEncoder.from_config(config, **encoder_kwargs)
 
 
