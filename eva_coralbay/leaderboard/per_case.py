@@ -1,7 +1,8 @@
 """Per-case score files: one row per (case, class) with the case's score for that class.
 
-Columns: `case_id` (string or integer), `class` (string or integer) and `score` (float; NaN
-where the score is undefined, e.g. Dice of a class absent from both prediction and label).
+Columns: `case_id` (string or integer), `class` (string or integer) and `score` (float; NaN or
+null where the score is undefined, e.g. Dice of a class absent from both prediction and label;
+pandas writes NaN as null).
 Optional: `run` (integer; rows of several runs are averaged per case and class) and `stage`
 (`val` / `test`; only rows of the submission's stage are used).
 
@@ -59,9 +60,7 @@ def check_file(path: pathlib.Path, metric: Metric) -> None:
         elif table.num_rows == 0:
             problems.append("no rows")
         else:
-            if column.null_count:
-                problems.append(f"{column.null_count} null score(s) (use NaN for undefined)")
-            score = column.to_numpy().astype(float)
+            score = column.cast(pa.float64()).to_numpy()
             finite = score[np.isfinite(score)]
             if np.isinf(score).any():
                 problems.append("infinite score(s)")
