@@ -9,12 +9,18 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pandas as pd
 
 from eva_coralbay.leaderboard.aggregate import Board
 from eva_coralbay.leaderboard.render_markdown import CONTAMINATED
 
 TOP_MODELS = 30
 """The most models the heatmap shows."""
+
+
+def shown_models(board: Board, top: int = TOP_MODELS) -> pd.DataFrame:
+    """The rows the heatmap draws: the first `top` models in leaderboard order."""
+    return board.models.iloc[:top]
 
 
 def render(board: Board, top: int = TOP_MODELS) -> tuple[bytes, bytes]:
@@ -28,7 +34,7 @@ def render(board: Board, top: int = TOP_MODELS) -> tuple[bytes, bytes]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    models = board.models.iloc[:top]
+    models = shown_models(board, top)
     columns = [task.id for task in board.tasks]
     grid = board.entries.pivot(index="model_id", columns="task_id", values="mean")
     grid = grid.reindex(index=models.index, columns=columns).astype(float)

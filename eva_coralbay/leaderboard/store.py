@@ -17,8 +17,8 @@ import os
 import pathlib
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import IO, Any
 
 from eva_coralbay.leaderboard import schema
 from eva_coralbay.leaderboard.errors import LeaderboardError
@@ -28,40 +28,41 @@ HISTORY = "history"
 PER_CASE = "per_case"
 
 
+def _file_mode() -> int:
+    """The mode `open()` would give a new file: 0o666 less the umask (temp files get 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _replace_atomically(target: pathlib.Path, write: Callable[[IO[bytes]], None]) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        dir=target.parent, prefix=f".{target.name}.", delete=False
+    ) as tmp:
+        try:
+            write(tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+            os.chmod(tmp.name, _file_mode())
+        except BaseException:
+            os.unlink(tmp.name)
+            raise
+    os.replace(tmp.name, target)
+
+
 def atomic_write(path: pathlib.Path, content: bytes) -> None:
     """Writes `content` to `path` through a temporary file in the same folder and a rename.
 
     Readers see the old file or the new one, never a part; a crash leaves the old file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        try:
-            tmp.write(content)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        except BaseException:
-            os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, path)
+    _replace_atomically(path, lambda stream: stream.write(content))
 
 
 def atomic_copy(source: pathlib.Path, target: pathlib.Path) -> None:
     """Copies a file so that `target` appears complete or not at all."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        tempfile.NamedTemporaryFile(
-            dir=target.parent, prefix=f".{target.name}.", delete=False
-        ) as tmp,
-        source.open("rb") as stream,
-    ):
-        try:
-            shutil.copyfileobj(stream, tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        except BaseException:
-            os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, target)
+    with source.open("rb") as stream:
+        _replace_atomically(target, lambda tmp: shutil.copyfileobj(stream, tmp))
 
 
 @dataclasses.dataclass(frozen=True)
