@@ -35,7 +35,7 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
-def _replace_atomically(target: pathlib.Path, write: Callable[[IO[bytes]], None]) -> None:
+def _replace_atomically(target: pathlib.Path, write: Callable[[IO[bytes]], object]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(
         dir=target.parent, prefix=f".{target.name}.", delete=False

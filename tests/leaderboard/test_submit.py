@@ -108,8 +108,9 @@ def test_replace_keeps_history(root: pathlib.Path, tmp_path: pathlib.Path) -> No
         submit_run(second, root)
     assert snapshot(root) == before
     result = submit_run(second, root, replace=True)
-    assert result.write.replaced == root / "submissions/coralbay/history/btcv/0001.json"
-    assert json.loads(result.write.replaced.read_text())["mean"] == 0.7
+    history = root / "submissions/coralbay/history/btcv/0001.json"
+    assert result.write.replaced == history
+    assert json.loads(history.read_text())["mean"] == 0.7
     assert json.loads(result.write.path.read_text())["mean"] == 0.75
 
 
