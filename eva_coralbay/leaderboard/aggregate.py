@@ -108,7 +108,8 @@ def aggregate(records: Sequence[dict[str, Any]], store: Store) -> Board:
             cannot be read.
     """
     frame = pd.DataFrame.from_records(list(records), columns=list(load_columns()))
-    board_tasks = [task for task in tasks.TASKS.values() if task.id in set(frame["task_id"])]
+    present = set(frame["task_id"].unique())
+    board_tasks = [task for task in tasks.TASKS.values() if task.id in present]
     real = [task for task in board_tasks if not task.synthetic]
     scored = real or board_tasks
     models = _model_details(frame)

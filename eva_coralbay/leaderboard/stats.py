@@ -9,8 +9,8 @@ of the difference (p < 0.05 exactly when the 95% interval excludes 0), and Holm'
 correction over a task's comparisons keeps the family-wise error at ALPHA. An entry whose
 difference from the best is not significant is marked as tied with it.
 
-The resamples come from a generator seeded by the task and model ids, so results are the
-same on every build.
+The resamples come from a generator seeded by the task, the best model and the cases, so
+results are the same on every build and do not change when other models are added.
 """
 
 from __future__ import annotations
@@ -44,6 +44,19 @@ def _statistic(weights: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.where(valid, class_means, 0.0).sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
 
 
+def _weights(n_cases: int, seed: int, resamples: int) -> np.ndarray:
+    """How often each case is drawn in each bootstrap resample (resamples x cases)."""
+    generator = np.random.default_rng(seed)
+    return generator.multinomial(n_cases, np.full(n_cases, 1.0 / n_cases), resamples)
+
+
+def _p_value(difference: np.ndarray) -> float:
+    """Two-sided p-value of "no difference" by inverting the percentile interval."""
+    below = np.count_nonzero(difference <= 0)
+    above = np.count_nonzero(difference >= 0)
+    return float(min(1.0, 2 * (min(below, above) + 1) / (len(difference) + 1)))
+
+
 def paired_bootstrap_p_value(
     best: pd.DataFrame, other: pd.DataFrame, seed: int, resamples: int = RESAMPLES
 ) -> float:
@@ -62,14 +75,10 @@ def paired_bootstrap_p_value(
     classes = best.columns.intersection(other.columns)
     if len(cases) == 0 or len(classes) == 0:
         return float("nan")
+    weights = _weights(len(cases), seed, resamples)
     best_scores = best.loc[cases, classes].to_numpy(dtype=float)
     other_scores = other.loc[cases, classes].to_numpy(dtype=float)
-    generator = np.random.default_rng(seed)
-    weights = generator.multinomial(len(cases), np.full(len(cases), 1.0 / len(cases)), resamples)
-    difference = _statistic(weights, best_scores) - _statistic(weights, other_scores)
-    below = np.count_nonzero(difference <= 0)
-    above = np.count_nonzero(difference >= 0)
-    return float(min(1.0, 2 * (min(below, above) + 1) / (resamples + 1)))
+    return _p_value(_statistic(weights, best_scores) - _statistic(weights, other_scores))
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
@@ -97,15 +106,24 @@ def ties_with_best(task_id: str, best_model: str, scores: dict[str, pd.DataFrame
         One row per compared model: `model_id`, `p_value` (Holm-adjusted) and `tied`.
     """
     others = sorted(model for model in scores if model != best_model)
-    raw = np.array(
-        [
-            paired_bootstrap_p_value(
-                scores[best_model], scores[model], _seed(task_id, best_model, model)
-            )
-            for model in others
-        ],
-        dtype=float,
-    )
+    best = scores[best_model]
+    # One set of resamples per set of shared cases (usually all of them), seeded by the task,
+    # the best model and those cases: a model's p-value does not depend on the other models.
+    resampled: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[np.ndarray, np.ndarray]] = {}
+    raw = np.full(len(others), np.nan)
+    for position, model in enumerate(others):
+        cases = best.index.intersection(scores[model].index)
+        classes = best.columns.intersection(scores[model].columns)
+        if len(cases) == 0 or len(classes) == 0:
+            continue
+        key = (tuple(map(str, cases)), tuple(map(str, classes)))
+        if key not in resampled:
+            weights = _weights(len(cases), _seed(task_id, best_model, *key[0]), RESAMPLES)
+            best_scores = best.loc[cases, classes].to_numpy(dtype=float)
+            resampled[key] = weights, _statistic(weights, best_scores)
+        weights, best_statistic = resampled[key]
+        other_scores = scores[model].loc[cases, classes].to_numpy(dtype=float)
+        raw[position] = _p_value(best_statistic - _statistic(weights, other_scores))
     adjusted = holm(raw)
     return pd.DataFrame(
         {"model_id": others, "p_value": adjusted, "tied": ~(adjusted < ALPHA) & ~np.isnan(adjusted)}

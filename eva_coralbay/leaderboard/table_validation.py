@@ -2,45 +2,75 @@
 
 Validating records one by one costs tens of microseconds each, too slow for a leaderboard of
 tens of thousands of entries. This module evaluates the same JSON Schema (and the registry
-checks of `schema.record_problems`) column by column with pandas, and flags every row that
-might be invalid. It only screens: flagged rows are then checked by `schema.record_problems`,
-whose verdict and messages are authoritative, so a false alarm costs time, never correctness.
-The screen must never pass a record that `record_problems` rejects (tested).
+checks of `schema.record_problems`) column by column, and flags every row that might be
+invalid. It only screens: flagged rows are then checked by `schema.record_problems`, whose
+verdict and messages are authoritative, so a false alarm costs time, never correctness. The
+screen must never pass a record that `record_problems` rejects (tested).
+
+Each column is pulled out of the records once (C-level `itemgetter`/`zip`), its element types
+are coded as small integers, and every keyword becomes a numpy operation on those codes; string
+patterns run in pyarrow's regex engine.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-import re
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from eva_coralbay.leaderboard import metrics, schema, tasks
 
-_MISSING = object()
-"""Stands for an absent field, so that absence fails every type test."""
-
-_PYTHON_TYPES: dict[str, tuple[type, ...]] = {
-    "null": (type(None),),
-    "boolean": (bool,),
-    "integer": (int,),
-    "number": (int, float),
-    "string": (str,),
-    "array": (list,),
-    "object": (dict,),
+_NULL, _BOOL, _INT, _FLOAT, _STR, _LIST, _DICT, _OTHER = range(8)
+_CODES: dict[type, int] = {
+    type(None): _NULL,
+    bool: _BOOL,
+    int: _INT,
+    float: _FLOAT,
+    str: _STR,
+    list: _LIST,
+    dict: _DICT,
+}
+_TYPE_CODES: dict[str, tuple[int, ...]] = {
+    "null": (_NULL,),
+    "boolean": (_BOOL,),
+    "integer": (_INT,),
+    "number": (_INT, _FLOAT),
+    "string": (_STR,),
+    "array": (_LIST,),
+    "object": (_DICT,),
 }
 
 
-def _of_type(kinds: pd.Series, kind: type) -> np.ndarray:
-    """Which elements have exactly this Python type (`kinds` holds `type(element)`)."""
-    return kinds.eq(kind).to_numpy(dtype=bool)
+class _Column:
+    """One field of many records: the values (object array) and their type codes."""
 
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+        try:
+            codes = map(_CODES.__getitem__, map(type, values))
+            self.codes = np.fromiter(codes, np.int8, len(values))
+        except KeyError:  # a type JSON cannot hold
+            self.codes = np.fromiter(
+                (_CODES.get(kind, _OTHER) for kind in map(type, values)), np.int8, len(values)
+            )
 
-def _object_series(values: Sequence[Any], index: pd.Index | None = None) -> pd.Series:
-    return pd.Series(values, index=index, dtype=object)
+    @classmethod
+    def of(cls, items: Sequence[Any] | tuple[Any, ...]) -> _Column:
+        return cls(np.fromiter(items, dtype=object, count=len(items)))
+
+    def subset(self, mask: np.ndarray) -> _Column:
+        column = _Column.__new__(_Column)
+        column.values, column.codes = self.values[mask], self.codes[mask]
+        return column
+
+    def floats(self, mask: np.ndarray) -> np.ndarray:
+        return self.values[mask].astype(float)
 
 
 class _Screen:
@@ -53,49 +83,48 @@ class _Screen:
             node = node[part]
         return node
 
-    def valid(self, column: pd.Series, node: Mapping[str, Any]) -> np.ndarray:
+    def valid(self, column: _Column, node: Mapping[str, Any]) -> np.ndarray:
         """Returns, per element of `column`, whether it may satisfy `node`."""
-        kinds = column.map(type)
-        ok = np.ones(len(column), dtype=bool)
+        codes = column.codes
+        ok = np.ones(len(codes), dtype=bool)
         if "type" in node:
             names = node["type"] if isinstance(node["type"], list) else [node["type"]]
-            allowed = {kind for name in names for kind in _PYTHON_TYPES[name]}
-            ok &= kinds.isin(list(allowed)).to_numpy()
-            floats = _of_type(kinds, float)
+            ok &= np.isin(codes, [code for name in names for code in _TYPE_CODES[name]])
+            floats = codes == _FLOAT
             if floats.any():
-                ok[floats] &= np.isfinite(column.to_numpy()[floats].astype(float))
+                ok[floats] &= np.isfinite(column.floats(floats))
         if "$ref" in node:
             ok &= self.valid(column, self._resolve(node["$ref"]))
         if "const" in node:
-            ok &= self._equal(column, kinds, node["const"])
+            ok &= self._equal(column, node["const"])
         if "enum" in node:
-            any_option = np.zeros(len(column), dtype=bool)
+            any_option = np.zeros(len(codes), dtype=bool)
             for option in node["enum"]:
-                any_option |= self._equal(column, kinds, option)
+                any_option |= self._equal(column, option)
             ok &= any_option
         if {"properties", "required", "additionalProperties"} & set(node):
-            ok &= self._valid_objects(column, kinds, node)
+            objects = codes == _DICT
+            if objects.any():
+                ok[objects] &= self.valid_records(list(column.values[objects]), node)
         if "items" in node or "minItems" in node:
-            ok &= self._valid_arrays(column, kinds, node)
-        strings = _of_type(kinds, str)
+            ok &= self._valid_arrays(column, node)
+        strings = codes == _STR
         if strings.any() and {"minLength", "maxLength", "pattern"} & set(node):
-            text = column.to_numpy()[strings]
-            lengths = np.fromiter((len(value) for value in text), int, len(text))
+            text = pa.array(column.values[strings], type=pa.string())
+            lengths = np.asarray(pc.utf8_length(text))  # pyright: ignore[reportAttributeAccessIssue]
             fine = (lengths >= node.get("minLength", 0)) & (
                 lengths <= node.get("maxLength", math.inf)
             )
             if "pattern" in node:
-                pattern = re.compile(node["pattern"])
-                fine &= np.fromiter(
-                    (pattern.search(value) is not None for value in text), bool, len(text)
-                )
+                matched = pc.match_substring_regex(text, node["pattern"])  # pyright: ignore[reportAttributeAccessIssue]
+                fine &= np.asarray(matched, dtype=bool)
             ok[strings] &= fine
         if "minimum" in node:
-            numbers = kinds.isin([int, float]).to_numpy()
+            numbers = (codes == _INT) | (codes == _FLOAT)
             if numbers.any():
-                ok[numbers] &= column.to_numpy()[numbers].astype(float) >= node["minimum"]
+                ok[numbers] &= column.floats(numbers) >= node["minimum"]
         if "anyOf" in node:
-            any_option = np.zeros(len(column), dtype=bool)
+            any_option = np.zeros(len(codes), dtype=bool)
             for option in node["anyOf"]:
                 any_option |= self.valid(column, option)
             ok &= any_option
@@ -109,122 +138,155 @@ class _Screen:
         return ok
 
     @staticmethod
-    def _equal(column: pd.Series, kinds: pd.Series, value: Any) -> np.ndarray:
-        same_type = _of_type(kinds, type(value))
-        if value is None:
+    def _equal(column: _Column, value: Any) -> np.ndarray:
+        same_type = column.codes == _CODES.get(type(value), _OTHER)
+        if value is None or not same_type.any():
             return same_type
-        result = np.zeros(len(column), dtype=bool)
-        result[same_type] = [item == value for item in column.to_numpy()[same_type]]
+        result = np.zeros(len(column.codes), dtype=bool)
+        result[same_type] = column.values[same_type] == value
         return result
 
-    def _valid_objects(
-        self, column: pd.Series, kinds: pd.Series, node: Mapping[str, Any]
+    def valid_records(self, records: list[dict], node: Mapping[str, Any]) -> np.ndarray:
+        """Checks dicts against an object schema, its conditional parts included."""
+        return self.checked_columns(records, node)[0]
+
+    def checked_columns(
+        self, records: list[dict], node: Mapping[str, Any]
+    ) -> tuple[np.ndarray, dict[str, _Column], np.ndarray]:
+        """Checks dicts against an object schema.
+
+        Returns:
+            Per record whether it may be valid; the columns of the records that have every
+            key the schema names; and which records those are.
+        """
+        names = sorted(_property_names(node))
+        keys = np.fromiter(map(frozenset, records), dtype=object, count=len(records))
+        complete = np.fromiter(map(frozenset(names).issubset, keys), bool, len(records))
+        # Rows missing a key named anywhere in the schema take the slow path (all our keys
+        # are required, so such a row is invalid anyway); the others are checked column-wise.
+        rows = [record for record, full in zip(records, complete, strict=True) if full]
+        ok = complete.copy()
+        columns: dict[str, _Column] = {}
+        if rows:
+            getter = operator.itemgetter(*names)
+            transposed = zip(*map(getter, rows), strict=True) if len(names) > 1 else None
+            values = transposed or [tuple(map(getter, rows))]
+            columns = {name: _Column.of(items) for name, items in zip(names, values, strict=True)}
+            ok[complete] = self._valid_columns(columns, keys[complete], len(rows), node)
+        return ok, columns, complete
+
+    def _valid_columns(
+        self,
+        columns: dict[str, _Column],
+        keys: np.ndarray,
+        n_rows: int,
+        node: Mapping[str, Any],
     ) -> np.ndarray:
-        objects = _of_type(kinds, dict)
-        ok = np.ones(len(column), dtype=bool)
-        if not objects.any():
-            return ok
-        rows = column.loc[objects]
         properties = node.get("properties", {})
-        fine = np.ones(len(rows), dtype=bool)
-        required = frozenset(node.get("required", ()))
-        keys = rows.map(frozenset)
-        if required:
-            fine &= keys.map(required.issubset).to_numpy(dtype=bool)
+        ok = np.ones(n_rows, dtype=bool)
         if node.get("additionalProperties") is False:
-            fine &= keys.map(frozenset(properties).issuperset).to_numpy(dtype=bool)
+            ok &= np.fromiter(map(frozenset(properties).issuperset, keys), bool, n_rows)
         for name, sub in properties.items():
-            values = _object_series([row.get(name, _MISSING) for row in rows], rows.index)
-            present = np.fromiter((value is not _MISSING for value in values), bool, len(values))
-            fine &= ~present | self.valid(values, sub)
-        ok[objects] = fine
+            ok &= self.valid(columns[name], sub)
+        for part in node.get("allOf", ()):
+            ok &= self._valid_columns(columns, keys, n_rows, part)
+        if "if" in node:
+            condition = self._valid_columns(columns, keys, n_rows, node["if"])
+            then = (
+                self._valid_columns(columns, keys, n_rows, node["then"]) if "then" in node else True
+            )
+            otherwise = (
+                self._valid_columns(columns, keys, n_rows, node["else"]) if "else" in node else True
+            )
+            ok &= np.where(condition, then, otherwise)
         return ok
 
-    def _valid_arrays(
-        self, column: pd.Series, kinds: pd.Series, node: Mapping[str, Any]
-    ) -> np.ndarray:
-        arrays = _of_type(kinds, list)
-        ok = np.ones(len(column), dtype=bool)
+    def _valid_arrays(self, column: _Column, node: Mapping[str, Any]) -> np.ndarray:
+        arrays = column.codes == _LIST
+        ok = np.ones(len(column.codes), dtype=bool)
         if not arrays.any():
             return ok
-        rows = column.loc[arrays]
-        lengths = rows.map(len).to_numpy()
+        rows = column.values[arrays]
+        lengths = np.fromiter(map(len, rows), int, len(rows))
         fine = lengths >= node.get("minItems", 0)
         if "items" in node and lengths.sum():
             positions = np.repeat(np.arange(len(rows)), lengths)
-            items = _object_series([item for row in rows for item in row])
+            items = _Column(np.fromiter(itertools.chain.from_iterable(rows), object, lengths.sum()))
             item_ok = self.valid(items, node["items"])
             fine &= np.bincount(positions[~item_ok], minlength=len(rows)) == 0
         ok[arrays] = fine
         return ok
 
 
-def _registry_checks(records: Sequence[Mapping[str, Any]], ok: np.ndarray) -> np.ndarray:
+def _property_names(node: Mapping[str, Any]) -> set[str]:
+    """The keys an object schema names: its properties and required keys, conditionals too."""
+    names = set(node.get("properties", {})) | set(node.get("required", ()))
+    for part in [*node.get("allOf", ()), *(node[k] for k in ("if", "then", "else") if k in node)]:
+        names |= _property_names(part)
+    return names
+
+
+def _registry_checks(columns: dict[str, _Column]) -> np.ndarray:
     """The checks of `schema.record_problems` beyond the JSON Schema, on schema-valid rows."""
-    rows = np.flatnonzero(ok)
-    selected = [records[int(row)] for row in rows]
-    frame = pd.DataFrame(
-        {
-            name: _object_series([record[name] for record in selected])
-            for name in (
-                "task_id",
-                "metric",
-                "mean",
-                "stdev",
-                "values",
-                "per_case_file",
-                "per_case_sha256",
-                "eva_metric_key",
-                "stage",
-                "date",
-            )
-        }
-    )
-    task_metric = {task.id: task.metric for task in tasks.TASKS.values()}
-    eva_metric = {task.id: task.eva_metric for task in tasks.TASKS.values()}
-    fine = frame["metric"].eq(frame["task_id"].map(task_metric)).to_numpy(dtype=bool, copy=True)
-    lower = frame["metric"].map({m.id: m.lower for m in metrics.METRICS.values()}).astype(float)
-    upper = frame["metric"].map({m.id: m.upper for m in metrics.METRICS.values()}).astype(float)
-    mean = frame["mean"].astype(float)
-    fine &= ((mean >= lower) & (mean <= upper)).to_numpy()
-    lengths = frame["values"].map(lambda values: 0 if values is None else len(values)).to_numpy()
+    column = {name: columns[name].values for name in columns}
+    n_rows = len(column["task_id"])
+    task_ids = column["task_id"]
+    registry = list(tasks.TASKS.values())
+    position = {task.id: index for index, task in enumerate(registry)}
+    index = np.fromiter((position.get(task, -1) for task in task_ids), int, n_rows)
+    fine = index >= 0
+    index = np.where(fine, index, 0)
+    task_metric = np.array([task.metric for task in registry], dtype=object)[index]
+    fine &= task_metric == column["metric"]
+    bounds = {metric.id: (metric.lower, metric.upper) for metric in metrics.METRICS.values()}
+    lower = np.array([bounds[task.metric][0] for task in registry])[index]
+    upper = np.array([bounds[task.metric][1] for task in registry])[index]
+    mean = column["mean"].astype(float)
+    fine &= (mean >= lower) & (mean <= upper)
+    has_values = columns["values"].codes == _LIST
+    lengths = np.zeros(n_rows, dtype=int)
+    lengths[has_values] = np.fromiter(map(len, column["values"][has_values]), int)
     with_values = lengths > 0
     if with_values.any():
-        positions = np.repeat(np.flatnonzero(with_values), lengths[with_values])
+        positions = np.repeat(np.arange(n_rows), lengths)
         values = np.fromiter(
-            (value for row in frame["values"][with_values] for value in row), float, lengths.sum()
+            itertools.chain.from_iterable(column["values"][with_values]), float, lengths.sum()
         )
-        inside = (values >= lower.to_numpy()[positions]) & (values <= upper.to_numpy()[positions])
-        fine &= np.bincount(positions[~inside], minlength=len(frame)) == 0
-        counts = np.bincount(positions, minlength=len(frame))
+        inside = (values >= lower[positions]) & (values <= upper[positions])
+        fine &= np.bincount(positions[~inside], minlength=n_rows) == 0
+        counts = np.bincount(positions, minlength=n_rows)
         with np.errstate(invalid="ignore", divide="ignore"):
-            expected_mean = np.bincount(positions, values, len(frame)) / counts
+            expected_mean = np.bincount(positions, values, n_rows) / counts
             squares = (values - expected_mean[positions]) ** 2
-            expected_stdev = np.sqrt(np.bincount(positions, squares, len(frame)) / (counts - 1))
+            expected_stdev = np.sqrt(np.bincount(positions, squares, n_rows) / (counts - 1))
         expected_stdev[counts == 1] = 0.0
-        stdev = np.array([np.nan if value is None else value for value in frame["stdev"]], float)
+        stdev = np.full(n_rows, np.nan)
+        numbers = columns["stdev"].codes != _NULL
+        stdev[numbers] = column["stdev"][numbers].astype(float)
         tolerance = schema.CONSISTENCY_TOLERANCE / 2  # float error of unordered sums
-        fine[with_values] &= (np.abs(mean.to_numpy() - expected_mean)[with_values] <= tolerance) & (
+        fine[with_values] &= (np.abs(mean - expected_mean)[with_values] <= tolerance) & (
             np.abs(stdev - expected_stdev)[with_values] <= tolerance
         )
-    per_case_file, per_case_sha = frame["per_case_file"], frame["per_case_sha256"]
-    fine &= (per_case_file.isna() == per_case_sha.isna()).to_numpy()
-    fine &= np.fromiter(
-        (
-            file is None or (sha is not None and sha in file)
-            for file, sha in zip(per_case_file, per_case_sha, strict=True)
-        ),
-        bool,
-        len(frame),
+    # The schema fixes per_case_file to per_case/<64 hex>.parquet: compare the hex with the sha.
+    file_null = columns["per_case_file"].codes == _NULL
+    sha_null = columns["per_case_sha256"].codes == _NULL
+    fine &= file_null == sha_null
+    both = ~file_null & ~sha_null
+    if both.any():
+        names = pa.array(column["per_case_file"][both], pa.string())
+        hex_part = pc.utf8_slice_codeunits(names, 9, 73)  # pyright: ignore[reportAttributeAccessIssue]
+        same = pc.equal(hex_part, pa.array(column["per_case_sha256"][both], pa.string()))  # pyright: ignore[reportAttributeAccessIssue]
+        fine[both] &= np.asarray(same, dtype=bool)
+    keyed = (columns["eva_metric_key"].codes != _NULL) & (columns["stage"].codes != _NULL)
+    if keyed.any():
+        eva_metric = np.array([task.eva_metric for task in registry], dtype=object)[index]
+        expected = column["stage"][keyed] + "/" + eva_metric[keyed]
+        fine[keyed] &= column["eva_metric_key"][keyed] == expected
+    dates = pc.strptime(  # pyright: ignore[reportAttributeAccessIssue]
+        pa.array(column["date"], pa.string()), format="%Y-%m-%d", unit="s", error_is_null=True
     )
-    keyed = frame["eva_metric_key"].notna() & frame["stage"].notna()
-    expected_key = frame["stage"].astype(str) + "/" + frame["task_id"].map(eva_metric).astype(str)
-    fine &= (~keyed | frame["eva_metric_key"].eq(expected_key)).to_numpy(dtype=bool)
-    dates = pd.to_datetime(frame["date"], format="%Y-%m-%d", errors="coerce")
-    fine &= dates.notna().to_numpy()
-    result = ok.copy()
-    result[rows] = fine
-    return result
+    fine &= ~np.asarray(dates.is_null(), dtype=bool)
+    return fine
 
 
 def screen(records: Sequence[Any]) -> np.ndarray:
@@ -232,17 +294,24 @@ def screen(records: Sequence[Any]) -> np.ndarray:
 
     False means the record is certainly valid.
     """
-    column = _object_series(list(records))
     document = schema.load_schema()
-    supported = column.map(
-        lambda record: (
+    is_current = np.fromiter(
+        (
             type(record) is dict and record.get("schema_version") == schema.SCHEMA_VERSION
-        )
-    ).to_numpy(dtype=bool)
-    ok = supported & _Screen(document).valid(column, document)
-    ok &= column.map(
-        lambda record: type(record) is dict and record.get("task_id") in tasks.TASKS
-    ).to_numpy(dtype=bool)
-    if ok.any():
-        ok = _registry_checks(records, ok)
+            for record in records
+        ),
+        bool,
+        len(records),
+    )
+    ok = np.zeros(len(records), dtype=bool)
+    candidates = [record for record, current in zip(records, is_current, strict=True) if current]
+    if candidates:
+        valid, columns, complete = _Screen(document).checked_columns(candidates, document)
+        passed = valid[complete]
+        if passed.any():
+            passed[passed] = _registry_checks(
+                {name: column.subset(passed) for name, column in columns.items()}
+            )
+            valid[complete] = passed
+        ok[is_current] = valid
     return ~ok

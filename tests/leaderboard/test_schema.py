@@ -176,3 +176,8 @@ def test_slug_pattern_of_schema_matches_ids_module() -> None:
 
     assert schema.load_schema()["$defs"]["slug"]["pattern"] == ids.SLUG_PATTERN
     assert schema.load_schema()["$defs"]["slug"]["maxLength"] == ids.SLUG_MAX_LENGTH
+
+
+def test_screen_survives_garbage() -> None:
+    garbage = [None, [], "x", {"schema_version": 1}, _run_record() | {"mean": "abc"}]
+    assert table_validation.screen(garbage).tolist() == [True] * len(garbage)
