@@ -52,9 +52,9 @@ def render(board: Board, top: int = TOP_MODELS) -> tuple[bytes, bytes]:
     cell_width, cell_height = 0.62, 0.28
     left = 0.25 + 0.058 * max(map(len, row_labels), default=4)
     bottom = 0.3 + 0.04 * max(map(len, column_labels), default=4)
-    top, right = 0.55, 0.8
-    width = max(6.0, left + cell_width * len(columns) + right)
-    height = bottom + cell_height * len(models) + top
+    margin_top, margin_right = 0.55, 0.8
+    width = max(6.0, left + cell_width * len(columns) + margin_right)
+    height = bottom + cell_height * len(models) + margin_top
     shown = (
         f"top {len(models)} of {len(board.models)} models by the leaderboard's order"
         if len(board.models) > len(models)
