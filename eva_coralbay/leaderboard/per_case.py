@@ -87,18 +87,29 @@ def load_scores(path: pathlib.Path, stage: str | None) -> pd.DataFrame:
             `stage` column.
 
     Returns:
-        A DataFrame indexed by case id (as string), one column per class (as string).
+        A DataFrame indexed by case id (as string), one column per class (as string), NaN
+        where a case has no score for a class.
     """
+    import numpy as np
     import pandas as pd
+    import pyarrow.parquet as pq
 
-    frame = pd.read_parquet(path)
-    if stage is not None and "stage" in frame.columns:
-        frame = frame[frame["stage"] == stage]
-    frame = frame.astype({"case_id": str, "class": str, "score": "float64"})
-    return (
-        frame.pivot_table(
-            index="case_id", columns="class", values="score", aggfunc="mean", dropna=False
-        )
-        .sort_index(axis=0)
-        .sort_index(axis=1)
+    table = pq.read_table(path)
+    if stage is not None and "stage" in table.column_names:
+        keep = np.asarray(table.column("stage").to_pylist(), dtype=object) == stage
+        table = table.filter(keep)
+    cases, case_ids = pd.factorize(
+        np.asarray(table.column("case_id").to_pylist(), dtype=object).astype(str), sort=True
     )
+    classes, class_ids = pd.factorize(
+        np.asarray(table.column("class").to_pylist(), dtype=object).astype(str), sort=True
+    )
+    score = table.column("score").cast("float64").to_numpy()
+    defined = ~np.isnan(score)
+    cell = cases * len(class_ids) + classes
+    size = len(case_ids) * len(class_ids)
+    totals = np.bincount(cell[defined], score[defined], minlength=size)
+    counts = np.bincount(cell[defined], minlength=size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (totals / counts).reshape(len(case_ids), len(class_ids))
+    return pd.DataFrame(means, index=pd.Index(case_ids), columns=pd.Index(class_ids))
