@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -71,6 +71,25 @@ class _Column:
 
     def floats(self, mask: np.ndarray) -> np.ndarray:
         return self.values[mask].astype(float)
+
+
+class _Keys:
+    """The key sets of many records: most equal `common`; the others are listed."""
+
+    def __init__(self, common: frozenset[str], exact: np.ndarray, others: list[frozenset]) -> None:
+        self.common, self.exact, self.others = common, exact, others
+
+    def holds(self, test: Callable[[frozenset[str]], bool]) -> np.ndarray:
+        """Whether `test` holds for each record's key set."""
+        result = np.full(len(self.exact), test(self.common))
+        result[~self.exact] = [test(keys) for keys in self.others]
+        return result
+
+    def subset(self, mask: np.ndarray) -> _Keys:
+        """The key sets of the records selected by `mask`."""
+        other_mask = mask[~self.exact]
+        others = [keys for keys, kept in zip(self.others, other_mask, strict=True) if kept]
+        return _Keys(self.common, self.exact[mask], others)
 
 
 class _Screen:
@@ -160,8 +179,12 @@ class _Screen:
             key the schema names; and which records those are.
         """
         names = sorted(_property_names(node))
-        keys = np.fromiter(map(frozenset, records), dtype=object, count=len(records))
-        complete = np.fromiter(map(frozenset(names).issubset, keys), bool, len(records))
+        name_set = frozenset(names)
+        # Nearly every record has exactly the schema's keys: compare key views (cheap) and
+        # build key sets only for the others.
+        exact = np.fromiter((record.keys() == name_set for record in records), bool, len(records))
+        keys = _Keys(name_set, exact, [frozenset(records[i]) for i in np.flatnonzero(~exact)])
+        complete = keys.holds(name_set.issubset)
         # Rows missing a key named anywhere in the schema take the slow path (all our keys
         # are required, so such a row is invalid anyway); the others are checked column-wise.
         rows = [record for record, full in zip(records, complete, strict=True) if full]
@@ -172,20 +195,20 @@ class _Screen:
             transposed = zip(*map(getter, rows), strict=True) if len(names) > 1 else None
             values = transposed or [tuple(map(getter, rows))]
             columns = {name: _Column.of(items) for name, items in zip(names, values, strict=True)}
-            ok[complete] = self._valid_columns(columns, keys[complete], len(rows), node)
+            ok[complete] = self._valid_columns(columns, keys.subset(complete), len(rows), node)
         return ok, columns, complete
 
     def _valid_columns(
         self,
         columns: dict[str, _Column],
-        keys: np.ndarray,
+        keys: _Keys,
         n_rows: int,
         node: Mapping[str, Any],
     ) -> np.ndarray:
         properties = node.get("properties", {})
         ok = np.ones(n_rows, dtype=bool)
         if node.get("additionalProperties") is False:
-            ok &= np.fromiter(map(frozenset(properties).issuperset, keys), bool, n_rows)
+            ok &= keys.holds(frozenset(properties).issuperset)
         for name, sub in properties.items():
             ok &= self.valid(columns[name], sub)
         for part in node.get("allOf", ()):
