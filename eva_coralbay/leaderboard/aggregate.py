@@ -185,26 +185,31 @@ def load_columns() -> tuple[str, ...]:
 
 
 def _ties(frame: pd.DataFrame, best_model: pd.Series, store: Store) -> pd.DataFrame:
-    frame["tied_with_best"] = pd.Series(None, index=frame.index, dtype=object)
-    frame["p_value_vs_best"] = np.nan
-    with_scores = frame[frame["per_case_file"].notna()]
+    """Adds `tied_with_best` and `p_value_vs_best` from the per-case score files."""
+    results = []
+    with_scores = frame.loc[
+        frame["per_case_file"].notna(), ["task_id", "model_id", "per_case_file", "stage"]
+    ]
     for task_id, group in with_scores.groupby("task_id", sort=True):
         best = str(best_model.at[task_id])
         if best not in set(group["model_id"]) or len(group) < 2:
             continue
         scores = {
-            str(row.model_id): _read_scores(store, row.model_id, row.per_case_file, row.stage)
-            for row in group.itertuples()
+            str(model): _read_scores(store, model, relative, stage)
+            for model, relative, stage in zip(
+                group["model_id"], group["per_case_file"], group["stage"], strict=True
+            )
         }
-        result = stats.ties_with_best(str(task_id), best, scores)
-        rows = frame.index[
-            (frame["task_id"] == task_id) & frame["model_id"].isin(result["model_id"])
-        ]
-        located = frame.loc[rows, "model_id"].map(result.set_index("model_id")["tied"])
-        frame.loc[rows, "tied_with_best"] = located.astype(object)
-        frame.loc[rows, "p_value_vs_best"] = frame.loc[rows, "model_id"].map(
-            result.set_index("model_id")["p_value"]
-        )
+        results.append(stats.ties_with_best(str(task_id), best, scores).assign(task_id=task_id))
+    keys = pd.MultiIndex.from_arrays([frame["model_id"], frame["task_id"]])
+    if results:
+        found = pd.concat(results).set_index(["model_id", "task_id"])
+        tied = found["tied"].astype(object).reindex(keys).to_numpy()
+        p_values = found["p_value"].reindex(keys).to_numpy()
+    else:
+        tied, p_values = np.full(len(frame), None, dtype=object), np.full(len(frame), np.nan)
+    frame["tied_with_best"] = pd.Series(tied, index=frame.index, dtype=object)
+    frame["p_value_vs_best"] = p_values
     return frame
 
 

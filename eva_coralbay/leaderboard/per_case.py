@@ -47,7 +47,7 @@ def check_file(path: pathlib.Path, metric: Metric) -> None:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        table = pq.ParquetFile(path).read(use_threads=False)
     except (OSError, pa.ArrowException) as error:
         raise LeaderboardError(f"{path}: not a readable parquet file ({error})") from None
     problems = [
@@ -94,7 +94,7 @@ def load_scores(path: pathlib.Path, stage: str | None) -> pd.DataFrame:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
+    table = pq.ParquetFile(path).read(use_threads=False)
     if stage is not None and "stage" in table.column_names:
         keep = np.asarray(table.column("stage").to_pylist(), dtype=object) == stage
         table = table.filter(keep)

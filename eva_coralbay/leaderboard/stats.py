@@ -46,8 +46,10 @@ def _statistic(weights: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 def _weights(n_cases: int, seed: int, resamples: int) -> np.ndarray:
     """How often each case is drawn in each bootstrap resample (resamples x cases)."""
-    generator = np.random.default_rng(seed)
-    return generator.multinomial(n_cases, np.full(n_cases, 1.0 / n_cases), resamples)
+    drawn = np.random.default_rng(seed).integers(0, n_cases, size=(resamples, n_cases))
+    offsets = np.arange(resamples)[:, None] * n_cases
+    counts = np.bincount((drawn + offsets).ravel(), minlength=resamples * n_cases)
+    return counts.reshape(resamples, n_cases).astype(float)
 
 
 def _p_value(difference: np.ndarray) -> float:
@@ -79,6 +81,13 @@ def paired_bootstrap_p_value(
     best_scores = best.loc[cases, classes].to_numpy(dtype=float)
     other_scores = other.loc[cases, classes].to_numpy(dtype=float)
     return _p_value(_statistic(weights, best_scores) - _statistic(weights, other_scores))
+
+
+def _aligned(scores: pd.DataFrame, cases: pd.Index, classes: pd.Index) -> np.ndarray:
+    """The scores of these cases and classes, as an array (no reindexing when they match)."""
+    if scores.index.equals(cases) and scores.columns.equals(classes):
+        return scores.to_numpy(dtype=float)
+    return scores.loc[cases, classes].to_numpy(dtype=float)
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
@@ -119,10 +128,9 @@ def ties_with_best(task_id: str, best_model: str, scores: dict[str, pd.DataFrame
         key = (tuple(map(str, cases)), tuple(map(str, classes)))
         if key not in resampled:
             weights = _weights(len(cases), _seed(task_id, best_model, *key[0]), RESAMPLES)
-            best_scores = best.loc[cases, classes].to_numpy(dtype=float)
-            resampled[key] = weights, _statistic(weights, best_scores)
+            resampled[key] = weights, _statistic(weights, _aligned(best, cases, classes))
         weights, best_statistic = resampled[key]
-        other_scores = scores[model].loc[cases, classes].to_numpy(dtype=float)
+        other_scores = _aligned(scores[model], cases, classes)
         raw[position] = _p_value(best_statistic - _statistic(weights, other_scores))
     adjusted = holm(raw)
     return pd.DataFrame(
