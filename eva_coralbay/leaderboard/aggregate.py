@@ -110,35 +110,58 @@ def aggregate(records: Sequence[dict[str, Any]], store: Store) -> Board:
     frame = pd.DataFrame.from_records(list(records), columns=list(load_columns()))
     present = set(frame["task_id"].unique())
     board_tasks = [task for task in tasks.TASKS.values() if task.id in present]
-    real = [task for task in board_tasks if not task.synthetic]
-    scored = real or board_tasks
+    scored = [task for task in board_tasks if not task.synthetic] or board_tasks
     models = _model_details(frame)
-
     means = frame.pivot(index="model_id", columns="task_id", values="mean")
-    means = means.reindex(index=models.index, columns=[task.id for task in board_tasks]).astype(
-        float
+    means = means.reindex(index=models.index, columns=[task.id for task in board_tasks])
+    signs = pd.Series(
+        [1.0 if task.direction == "higher" else -1.0 for task in board_tasks], index=means.columns
     )
-    signs = np.array([1.0 if task.direction == "higher" else -1.0 for task in board_tasks])
-    ranks = (means * signs).rank(axis=0, ascending=False, method="average")
-    scored_ids = [task.id for task in scored]
-    type_ids = {
-        kind: [task.id for task in scored if task.type == kind] for kind in tasks.TASK_TYPES
-    }
+    signed = means.astype(float) * signs
+    ranks = signed.rank(axis=0, ascending=False, method="average")
     contamination = _contamination(models, board_tasks)
+    models = models.join(_overall(models, signed * signs, ranks, contamination, scored))
+    models = models.sort_values(
+        ["n_tasks", "mean_rank", "mean_all"], ascending=[False, True, False], kind="stable"
+    )
+    entries = _entries(frame, models, board_tasks, ranks, contamination)
+    # idxmax takes the first best model in leaderboard order; "best" marks every equal one.
+    signed = signed.reindex(index=models.index)
+    best_value = entries["task_id"].map(signed.max(axis=0))
+    entries["best"] = (entries["mean"].astype(float) * entries["task_id"].map(signs)).eq(best_value)
+    entries = _ties(entries, signed.idxmax(axis=0), store)
+    return Board(board_tasks, scored, models, entries.loc[:, list(ENTRY_COLUMNS)])
+
+
+def _overall(
+    models: pd.DataFrame,
+    means: pd.DataFrame,
+    ranks: pd.DataFrame,
+    contamination: pd.DataFrame,
+    scored: list[tasks.Task],
+) -> pd.DataFrame:
+    """Per model: means over all, segmentation and classification tasks, mean rank, counts."""
+    scored_ids = [task.id for task in scored]
     overall = pd.DataFrame(index=models.index)
     overall["mean_all"] = means[scored_ids].mean(axis=1)
     for kind in tasks.TASK_TYPES:
-        overall[f"mean_{kind}"] = means[type_ids[kind]].mean(axis=1) if type_ids[kind] else np.nan
+        kind_ids = [task.id for task in scored if task.type == kind]
+        overall[f"mean_{kind}"] = means[kind_ids].mean(axis=1) if kind_ids else np.nan
     overall["mean_rank"] = ranks[scored_ids].mean(axis=1)
     overall["n_tasks"] = means[scored_ids].notna().sum(axis=1)
     overall["contaminated_tasks"] = _contaminated_lists(contamination, means, scored_ids)
     overall["contamination_known"] = models["pretraining_datasets"].notna()
-    models = models.join(overall)
-    models = models.sort_values(
-        ["n_tasks", "mean_rank", "mean_all"], ascending=[False, True, False], kind="stable"
-    )
-    order = {model: position for position, model in enumerate(models.index)}
+    return overall
 
+
+def _entries(
+    frame: pd.DataFrame,
+    models: pd.DataFrame,
+    board_tasks: list[tasks.Task],
+    ranks: pd.DataFrame,
+    contamination: pd.DataFrame,
+) -> pd.DataFrame:
+    """The long table: records plus model details, task type, contamination and rank."""
     for field in ("display_name", "parameters", "embedding_dim", "pretraining_datasets"):
         frame[field] = frame["model_id"].map(models[field])
     frame["task_type"] = frame["task_id"].map({task.id: task.type for task in board_tasks})
@@ -146,30 +169,16 @@ def aggregate(records: Sequence[dict[str, Any]], store: Store) -> Board:
     frame["n_runs"] = frame["values"].map(lambda values: None if values is None else len(values))
     frame["source_citation"] = frame["source"].map(lambda s: None if s is None else s["citation"])
     frame["source_url"] = frame["source"].map(lambda s: None if s is None else s["url"])
-    long_contamination = contamination.stack(future_stack=True)
-    frame["contaminated"] = pd.Series(
-        long_contamination.reindex(
-            pd.MultiIndex.from_arrays([frame["model_id"], frame["task_id"]])
-        ).to_numpy(),
-        index=frame.index,
-        dtype=object,
+    keys = pd.MultiIndex.from_arrays([frame["model_id"], frame["task_id"]])
+    flags = contamination.stack(future_stack=True).reindex(keys).to_numpy()
+    frame["contaminated"] = pd.Series(flags, index=frame.index, dtype=object)
+    frame["rank"] = ranks.stack().reindex(keys).to_numpy()
+    task_order = {task.id: position for position, task in enumerate(board_tasks)}
+    model_order = {model: position for position, model in enumerate(models.index)}
+    order = np.lexsort(
+        (frame["model_id"].map(model_order).to_numpy(), frame["task_id"].map(task_order).to_numpy())
     )
-    frame["rank"] = (
-        ranks.stack()
-        .reindex(pd.MultiIndex.from_arrays([frame["model_id"], frame["task_id"]]))
-        .to_numpy()
-    )
-    signed = (means * signs).reindex(index=models.index)
-    # idxmax takes the first best model in leaderboard order; "best" marks every equal one.
-    best_model = signed.idxmax(axis=0)
-    best_value = frame["task_id"].map(signed.max(axis=0))
-    task_signs = frame["task_id"].map(dict(zip(means.columns, signs, strict=True)))
-    frame["best"] = (frame["mean"].astype(float) * task_signs).eq(best_value).to_numpy()
-    frame = _ties(frame, best_model, store)
-    frame["_task_order"] = frame["task_id"].map({task.id: i for i, task in enumerate(board_tasks)})
-    frame["_model_order"] = frame["model_id"].map(order)
-    frame = frame.sort_values(["_task_order", "_model_order"], kind="stable").reset_index(drop=True)
-    return Board(board_tasks, scored, models, frame.loc[:, list(ENTRY_COLUMNS)])
+    return frame.iloc[order].reset_index(drop=True)
 
 
 def _contaminated_lists(
