@@ -26,16 +26,17 @@ COLUMNS = [
     "dataloader",
     "case_id",
     "class_index",
-    "class_name",
+    "class",
     "metric",
     "score",
     "predicted_index",
 ]
-"""The columns of a per-case score table.
+"""The columns of a per-case score table (the leaderboard's per-case format: `case_id`, `class`,
+`score`, with `run` and `stage`).
 
 Segmentation: one row per (run, stage, case, foreground class), metric "dice".
-Classification: one row per (run, stage, case), metric "correct", `class_index` the target and
-`predicted_index` the prediction (empty for segmentation).
+Classification: one row per (run, stage, case), metric "correct", `class` / `class_index` the
+target and `predicted_index` the prediction (empty for segmentation).
 """
 
 _RUN_DIRECTORY = re.compile(r"^run_(\d+)$")
@@ -183,7 +184,7 @@ class PerCaseScores(pl.Callback):
                         "dataloader": dataloader_idx,
                         "case_id": case_id,
                         "class_index": class_index,
-                        "class_name": self._class_name(class_index),
+                        "class": self._class_name(class_index),
                         "metric": "dice",
                         "score": float(score),
                         "predicted_index": None,
@@ -214,7 +215,7 @@ class PerCaseScores(pl.Callback):
                     "dataloader": dataloader_idx,
                     "case_id": case_id,
                     "class_index": int(target),
-                    "class_name": self._class_name(int(target)),
+                    "class": self._class_name(int(target)),
                     "metric": "correct",
                     "score": float(target == prediction),
                     "predicted_index": int(prediction),
