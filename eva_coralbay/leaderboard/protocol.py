@@ -4,8 +4,10 @@ The hash covers the resolved `config.yaml` eva writes beside results.json, minus
 not change the evaluation protocol:
 
 - the model under test: any `encoder` / `backbone` subtree and the keys `model_name`,
-  `model_kwargs`, `model_extra_kwargs`, `checkpoint`, plus the sizes that follow from the model
-  (`in_features`, `feature_size`, `project_dims`, `out_indices`);
+  `model_kwargs`, `model_extra_kwargs`, `checkpoint`, plus what follows from the model: the
+  sizes (`in_features`, `feature_size`, `project_dims`, `out_indices`) and the preprocessing
+  `profile` it declares (the plugin's configs name it by the model: `radiology/coralbay`,
+  `radiology/voco_b`, ...);
 - paths and I/O: `root`, `data_root`, `output_dir`, `save_dir`, `dirpath`, `cache_dir`,
   `manifest_file`, `download`, `overwrite`, `mmap_mode`, the trainer's `default_root_dir` and
   `logger`;
@@ -45,6 +47,7 @@ EXCLUDED_KEYS = frozenset(
         "feature_size",
         "project_dims",
         "out_indices",
+        "profile",
         # paths and I/O
         "root",
         "data_root",

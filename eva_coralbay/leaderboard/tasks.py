@@ -292,6 +292,18 @@ _TASK_LIST: tuple[Task, ...] = (
         coralbay_datasets=("NoduleMNIST3D",),
     ),
     _classification(
+        "totalsegmentator_v2_organs",
+        "TotalSegmentator v2 organs",
+        # The organs of configs/radiology/offline/classification/organ_patches.yaml.
+        10,
+        "Organ patches (64^3 voxels of the model's grid) around ten organs of TotalSegmentator "
+        "v2; Wasserthal et al., Radiology: Artificial Intelligence 5, e230024 (2023)",
+        "https://zenodo.org/records/10047292",
+        ("totalsegmentator",),
+        # No dataset class: OrganPatches serves any source; the task comes from the config's
+        # output folder (logs/<model>/totalsegmentator_v2_organs).
+    ),
+    _classification(
         "cc-ccii",
         "CC-CCII",
         3,

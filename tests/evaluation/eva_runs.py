@@ -141,7 +141,7 @@ def run_eva(
     return sessions[0].parent
 
 
-def instantiate(config: pathlib.Path) -> tuple[pl.LightningModule, pl.LightningDataModule]:
+def instantiate(config: pathlib.Path) -> tuple[Any, Any]:
     """The model and data module of a config, built in-process as eva's CLI builds them.
 
     The environment variables are read from `os.environ` (set them with monkeypatch).
@@ -154,7 +154,7 @@ def instantiate(config: pathlib.Path) -> tuple[pl.LightningModule, pl.LightningD
     # The trainer is left out: its callbacks and logger are covered by the end-to-end runs.
     parsed.trainer = None
     built = parser.instantiate_classes(parsed)
-    return built.model, built.data
+    return built["model"], built["data"]
 
 
 def print_config(subcommand: str, config: pathlib.Path) -> Any:
@@ -169,7 +169,7 @@ def print_config(subcommand: str, config: pathlib.Path) -> Any:
     code: Any = 0
     try:
         with contextlib.redirect_stdout(stdout):
-            jsonargparse.CLI(
+            jsonargparse.auto_cli(
                 interface.Interface,
                 parser_mode="omegaconf",
                 fail_untyped=False,

@@ -25,10 +25,11 @@ from torchmetrics.functional.classification import binary_accuracy, multiclass_a
 
 from eva_coralbay.data import adapters
 from eva_coralbay.data.adapters import layouts
-from eva_coralbay.data.adapters.medmnist3d import write_npz
+from eva_coralbay.data.adapters.medmnist3d import MedMNIST3D, write_npz
 from eva_coralbay.data.cache import preprocess
 from eva_coralbay.data.profile import PreprocessingProfile
 from eva_coralbay.evaluation import configs
+from eva_coralbay.leaderboard import eva_run, protocol, submit, tasks
 from tests.conftest import REPOSITORY_ROOT
 from tests.data.adapter_fixtures import NativeRoots, load_nifti, native_roots
 from tests.evaluation import eva_runs
@@ -168,6 +169,10 @@ def test_segmentation_configs_follow_the_protocol(
     assert _init(dice)["average"] == "macro" and _init(dice)["include_background"] is False
     assert _init(dice)["num_classes"] == len(classes)
     assert _init(per_class)["labels"] == [f"{i}_{name}" for i, name in enumerate(classes)]
+    # What the leaderboard will read from this config's runs.
+    task = tasks.get_task(adapter.task_id)
+    assert task.eva_metric == "DiceScore" and adapter.__name__ in task.coralbay_datasets
+    assert eva_run.metric_config_problems(config, task) == []
 
     for split in ("train", "val"):
         dataset = data["init_args"]["datasets"][split]
@@ -209,6 +214,9 @@ def test_probe_configs_follow_the_protocol(
     binary = num_classes == 2
     assert _init(head)["out_features"] == (1 if binary else num_classes)
     monitor = "val/BinaryBalancedAccuracy" if binary else "val/MulticlassAccuracy"
+    task = tasks.get_task(task_id)
+    assert monitor == f"val/{task.eva_metric}"
+    assert eva_run.metric_config_problems(config, task) == []
     assert _callback(config, "ModelCheckpoint")["monitor"] == monitor
     assert _callback(config, "EarlyStopping")["monitor"] == monitor
     metrics = model["metrics"]["common"][1]
@@ -237,18 +245,19 @@ def test_generic_configs_take_their_classes_from_the_environment(
     )
     train = _init(segmentation["data"]["init_args"]["datasets"]["train"])
     assert (train["num_classes"], train["fold"]) == (2, 0)
-    monkeypatch.setenv("NUM_CLASSES", "7")
     monkeypatch.setenv("TASK_ID", "demo_phantom_segmentation")
     monkeypatch.setenv("MODEL_NAME", "radiology/voco_b")
-    overridden = eva_runs.print_config("fit", path)
-    assert _init(_init(overridden["model"])["decoder"])["out_channels"] == 7
-    assert _init(overridden["trainer"])["default_root_dir"] == (
+    monkeypatch.setenv("IN_FEATURES", "48")
+    other_model = eva_runs.print_config("fit", path)
+    assert _init(other_model["trainer"])["default_root_dir"] == (
         "logs/radiology/voco_b/demo_phantom_segmentation"
     )
-    # eva's own backbones get the profile eva's configs give them, by name.
-    assert _init(overridden["data"]["init_args"]["datasets"]["val"])["profile"] == (
+    # eva's own backbones get the profile eva's configs give them, by name; the leaderboard
+    # counts the profile as part of the model, so both runs follow one protocol.
+    assert _init(other_model["data"]["init_args"]["datasets"]["val"])["profile"] == (
         "radiology/voco_b"
     )
+    assert protocol.protocol_hash(other_model) == protocol.protocol_hash(segmentation)
 
     organs = _printed(
         "predict_fit", _config(configs.CLASSIFICATION_DIR, "decathlon_format_organs"), monkeypatch
@@ -307,6 +316,15 @@ def _results(session: pathlib.Path) -> dict[str, Any]:
     return {**val, **(results["metrics"]["test"][0] if results["metrics"]["test"] else {})}
 
 
+def _check_submission(session: pathlib.Path, task_id: str, key: str) -> None:
+    """The leaderboard accepts the session: task and model inferred, metric and per-case file."""
+    entry = submit.submit_run(session, session.parent / "leaderboard").record
+    assert (entry["task_id"], entry["model_id"]) == (task_id, "coralbay_random")
+    assert entry["eva_metric_key"] == key
+    assert entry["values"] == _results(session)[key]["values"]
+    assert entry["per_case_sha256"] is not None
+
+
 def _check_segmentation_session(
     session: pathlib.Path, classes: list[str], val_cases: list[str], n_runs: int
 ) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -319,11 +337,11 @@ def _check_segmentation_session(
     table = pd.read_parquet(session / "per_case_scores.parquet")
     assert len(table) == len(val_cases) * (len(classes) - 1) * n_runs
     assert set(table["case_id"]) == set(val_cases)
-    assert set(table["class_name"]) == set(classes[1:]) and set(table["stage"]) == {"val"}
+    assert set(table["class"]) == set(classes[1:]) and set(table["stage"]) == {"val"}
     assert table["class_index"].between(1, len(classes) - 1).all()
     for run in range(n_runs):
         # One validation case: eva's macro Dice of a run is the mean of the case's class Dice.
-        scores = table.loc[table["run"] == run, "score"].to_numpy()
+        scores = np.asarray(table.loc[table["run"] == run, "score"], dtype=np.float64)
         assert math.isclose(
             float(np.nanmean(scores)), metrics["val/DiceScore"]["values"][run], abs_tol=1e-5
         )
@@ -350,7 +368,7 @@ def test_decathlon_format_runs_end_to_end(
         },
         tmp_path / "cache",
     )
-    env["OUTPUT_ROOT"] = str(tmp_path / "out")
+    env["OUTPUT_ROOT"] = str(tmp_path / "logs" / "demo_phantom_segmentation")
     session = eva_runs.run_eva(
         "fit", _config(configs.SEGMENTATION_DIR, "decathlon_format"), env, tmp_path / "eva.log"
     )
@@ -359,8 +377,9 @@ def test_decathlon_format_runs_end_to_end(
     metrics = _results(session)
     assert {f"val/DiceScore_{index}" for index in range(7)} <= set(metrics)
     table = pd.read_parquet(session / "per_case_scores.parquet")
-    assert set(table["class_name"]) == set(layouts.PHANTOM_CLASSES[1:])
+    assert set(table["class"]) == set(layouts.PHANTOM_CLASSES[1:])
     assert set(table["case_id"]) == {"phantom_003"} and len(table) == 6
+    _check_submission(session, "demo_phantom_segmentation", "val/DiceScore")
 
 
 def _real_totalsegmentator(root: pathlib.Path, totalsegmentator_dir: pathlib.Path) -> None:
@@ -405,7 +424,7 @@ def test_totalsegmentator_runs_on_real_scans_and_records_nan_as_null(
         },
         tmp_path / "cache",
     )
-    env["OUTPUT_ROOT"] = str(tmp_path / "out")
+    env["OUTPUT_ROOT"] = str(tmp_path / "logs" / "totalsegmentator_v2")
     log = tmp_path / "eva.log"
     session = eva_runs.run_eva(
         "fit", _config(configs.SEGMENTATION_DIR, "totalsegmentator_v2"), env, log
@@ -428,13 +447,14 @@ def test_totalsegmentator_runs_on_real_scans_and_records_nan_as_null(
     assert "recorded as null in results.json" in log.read_text()
     # The per-case Dice of a class the scan has equals eva's per-class Dice of that run.
     for run in range(2):
-        row = table[(table["run"] == run) & (table["class_name"] == "liver")]
-        assert math.isclose(float(row["score"].iloc[0]), liver["values"][run], abs_tol=1e-5)
+        selected = (table["run"] == run) & (table["class"] == "liver")
+        (score,) = np.asarray(table.loc[selected, "score"], dtype=np.float64)
+        assert math.isclose(float(score), liver["values"][run], abs_tol=1e-5)
+    # The macro Dice is finite, so the run can be submitted despite its NaN class scores.
+    _check_submission(session, "totalsegmentator_v2", "val/DiceScore")
 
 
-def _medmnist(
-    root: pathlib.Path, adapter: type[adapters.OrganMNIST3D], counts: dict[str, int]
-) -> None:
+def _medmnist(root: pathlib.Path, adapter: type[MedMNIST3D], counts: dict[str, int]) -> None:
     rng = np.random.default_rng(0)
     num_classes = len(adapter.class_names())
     write_npz(
@@ -459,10 +479,10 @@ def _check_probe_session(
     for stage, count in splits.items():
         rows = table[table["stage"] == stage]
         assert len(rows) == count
-        assert set(rows["class_name"]) <= set(class_names)
+        assert set(rows["class"]) <= set(class_names)
         # The per-case file reproduces eva's balanced accuracy exactly.
-        target = torch.tensor(rows["class_index"].to_numpy())
-        prediction = torch.tensor(rows["predicted_index"].to_numpy(dtype=np.int64))
+        target = torch.tensor(np.asarray(rows["class_index"], dtype=np.int64))
+        prediction = torch.tensor(np.asarray(rows["predicted_index"], dtype=np.int64))
         if binary:
             recalls = [
                 binary_accuracy(prediction[target == c], target[target == c]) for c in (0, 1)
@@ -488,7 +508,7 @@ def test_binary_probe_runs_end_to_end(tmp_path: pathlib.Path) -> None:
         {
             **eva_runs.SMALL_CLASSIFICATION,
             "DATA_ROOT": str(tmp_path / "data"),
-            "OUTPUT_ROOT": str(tmp_path / "out"),
+            "OUTPUT_ROOT": str(tmp_path / "logs" / "nodulemnist"),
             "EMBEDDINGS_ROOT": str(embeddings),
         },
         tmp_path / "cache",
@@ -512,6 +532,7 @@ def test_binary_probe_runs_end_to_end(tmp_path: pathlib.Path) -> None:
     assert len(manifest) == sum(counts.values())
     (embedding,) = torch.load(written / manifest["embeddings"].iloc[0])
     assert tuple(embedding.shape) == (24 * 12,)  # the multi-scale embedding of F = 12
+    _check_submission(session, "nodulemnist", "test/BinaryBalancedAccuracy")
 
 
 def test_multiclass_medmnist_config_builds_and_embeds(
@@ -544,7 +565,7 @@ def test_organ_patch_probe_runs_end_to_end_on_a_user_dataset(
             "ORGAN_CLASSES": "[" + ", ".join(organs) + "]",
             "NUM_CLASSES": "3",
             "TASK_ID": "demo_phantom_organs",
-            "OUTPUT_ROOT": str(tmp_path / "out"),
+            "OUTPUT_ROOT": str(tmp_path / "logs" / "demo_phantom_organs"),
             "EMBEDDINGS_ROOT": str(tmp_path / "embeddings"),
         },
         tmp_path / "cache",
@@ -557,7 +578,8 @@ def test_organ_patch_probe_runs_end_to_end_on_a_user_dataset(
     )
     table = _check_probe_session(session, {"val": 3}, organs, binary=False)
     assert set(table["case_id"]) == {f"phantom_003/{organ}.pt" for organ in organs}
-    assert sorted(table["class_name"]) == sorted(organs)
+    assert sorted(table["class"]) == sorted(organs)
+    _check_submission(session, "demo_phantom_organs", "val/MulticlassAccuracy")
 
 
 def test_organ_patch_config_builds_over_totalsegmentator(
