@@ -87,6 +87,16 @@ def test_every_benchmark_has_a_config() -> None:
     }
 
 
+def test_docs_list_every_config() -> None:
+    tasks_doc = (REPOSITORY_ROOT / "docs" / "tasks.md").read_text()
+    evaluation_doc = (REPOSITORY_ROOT / "docs" / "evaluation.md").read_text()
+    for path in [*SEGMENTATION_CONFIGS, *CLASSIFICATION_CONFIGS]:
+        assert f"{path.name}" in tasks_doc, path.name
+        assert f"{path.stem}" in evaluation_doc, path.stem
+    for name in eva_runs.CONFIG_ENV_VARS:
+        assert f"`{name}`" in evaluation_doc, name
+
+
 def test_generator_check_mode_reports_a_stale_file(tmp_path: pathlib.Path) -> None:
     assert configs.main(["--root", str(tmp_path)]) == 0
     stale = tmp_path / configs.SEGMENTATION_DIR / "btcv.yaml"
