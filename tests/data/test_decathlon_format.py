@@ -171,3 +171,24 @@ def test_class_names_and_case_ids() -> None:
 def test_adapter_by_name_knows_the_generic_adapter() -> None:
     assert adapters.adapter_by_name("DecathlonFormat") is adapters.DecathlonFormat
     assert adapters.adapter_by_name("decathlon_format") is adapters.DecathlonFormat
+
+
+def test_preprocess_caches_a_user_dataset_under_its_own_key(
+    phantoms_root: Path, tmp_path: Path
+) -> None:
+    from eva_coralbay.data.cache import preprocess
+
+    dataset = adapters.DecathlonFormat(str(phantoms_root), cache=str(tmp_path))
+    dataset.setup()
+    report = preprocess(dataset, tmp_path)
+    assert sorted(report.written) == ["phantom_001", "phantom_002", "phantom_003"]
+    assert report.directory.parent.name == dataset.task_id
+    assert dataset.task_id.startswith("decathlon_format-phantoms-")
+
+    reader = adapters.DecathlonFormat(str(phantoms_root), split="val", cache=str(tmp_path))
+    reader.configure()
+    case = reader.cases[0]
+    cached, fresh = reader.load_standard(0), reader.standardise(case)
+    assert isinstance(cached.image, np.memmap)  # read from the cache
+    np.testing.assert_array_equal(cached.image, fresh.image)
+    np.testing.assert_array_equal(cached.label, fresh.label)
