@@ -85,6 +85,13 @@ class ClassificationTask:
     class_names_expression: str = "null  # the class indices"
     """The PerCaseScores `class_names` YAML when `class_names` is None."""
     task_id_env: bool = False
+    file_stem: str | None = None
+    """The config's file name without `.yaml` when it is not the task id."""
+
+    @property
+    def file_name(self) -> str:
+        """The config's file name."""
+        return f"{self.file_stem or self.task_id}.yaml"
 
 
 SEGMENTATION_TEMPLATE = _Template("""\
@@ -522,6 +529,7 @@ def classification_tasks() -> list[ClassificationTask]:
             num_classes="${oc.env:NUM_CLASSES, " + str(len(TOTALSEGMENTATOR_ORGANS)) + "}",
             class_names_expression=organ_classes,
             task_id_env=True,
+            file_stem="organ_patches",
         ),
         ClassificationTask(
             task_id="decathlon_format_organs",
@@ -656,7 +664,7 @@ def render_classification(task: ClassificationTask) -> str:
         header=_header(
             f"{task.title}: a linear probe on the frozen multi-scale embedding, eva's radiology "
             "leaderboard protocol.",
-            f"eva predict_fit --config {CLASSIFICATION_DIR / _file_stem(task)}.yaml",
+            f"eva predict_fit --config {CLASSIFICATION_DIR / task.file_name}",
             task.about,
         ),
         model_env=MODEL_ENV,
@@ -677,10 +685,6 @@ def render_classification(task: ClassificationTask) -> str:
     )
 
 
-def _file_stem(task: ClassificationTask) -> str:
-    return "organ_patches" if task.task_id == "totalsegmentator_v2_organs" else task.task_id
-
-
 def expected_configs() -> dict[Path, str]:
     """Every config file (relative to the repository root) and its text."""
     files = {
@@ -688,7 +692,7 @@ def expected_configs() -> dict[Path, str]:
         for task in segmentation_tasks()
     }
     for task in classification_tasks():
-        files[CLASSIFICATION_DIR / f"{_file_stem(task)}.yaml"] = render_classification(task)
+        files[CLASSIFICATION_DIR / task.file_name] = render_classification(task)
     return files
 
 
