@@ -42,8 +42,13 @@ _MERGING_OFFSETS = (
 )
 """MONAI's `PatchMerging` (v0.9 "merging") order of the eight (d, h, w) neighbours."""
 
-_MASK_GRAD_CHUNK = 1 << 21
-"""Score elements per chunk when recomputing attention for the bias gradient (8 MiB float32)."""
+_BACKWARD_STEP_ELEMENTS = 1 << 18
+"""Score elements per step of the attention backward (1 MiB float32, so the step's two
+buffers stay in a core's L2 cache)."""
+
+_LOG_PROB_FLOOR = -40.0
+"""Floor on recomputed log-probabilities (P >= 4e-18): keeps P and the products P·dP out of the
+denormal range, where x86 arithmetic is 10-100 times slower."""
 
 _CHUNK_ELEMENTS = 1 << 22
 """Largest intermediate (elements) of the chunked no-grad path: small enough to stay in the
@@ -245,8 +250,8 @@ class _FlashWindowAttention(torch.autograd.Function):
 
     `scaled_dot_product_attention` leaves its fused CPU kernel for the slow, memory-hungry math
     path as soon as `attn_mask` needs a gradient (the learnable relative-position bias). This
-    function keeps the fused kernel for q, k and v and recomputes the scores chunk by chunk only
-    to accumulate the mask gradient.
+    function keeps the fused kernel for the forward pass and saves only q, k, v, the output and
+    the log-sum-exp; its backward recomputes the probabilities window by window in cache.
     """
 
     @staticmethod
@@ -285,18 +290,22 @@ class _FlashWindowAttention(torch.autograd.Function):
         grad_masks = torch.zeros_like(masks) if need_masks else None
         for index, (start, end) in enumerate(groups):
             q, k, v = _split_heads(qkv[start:end])
-            out = output[start:end].transpose(1, 2)
-            grad_out = grad_output[start:end].transpose(1, 2)
-            mask = masks[index : index + 1]
+            *grads, grad_mask = _attention_backward(
+                q,
+                k,
+                v,
+                output[start:end].transpose(1, 2),
+                lses[index],
+                grad_output[start:end].transpose(1, 2),
+                masks[index : index + 1],
+                scale,
+            )
             if grad_qkv is not None:
-                grads = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
-                    grad_out, q, k, v, out, lses[index], 0.0, False, attn_mask=mask, scale=scale
-                )
                 target = grad_qkv[start:end]
                 for slot, grad in enumerate(grads):
                     target[:, :, slot].copy_(grad.transpose(1, 2))
             if grad_masks is not None:
-                grad_masks[index] = _mask_gradient(q, k, v, out, lses[index], grad_out, mask, scale)
+                grad_masks[index] = grad_mask[0]
         return grad_qkv, grad_masks, None, None
 
 
@@ -306,7 +315,7 @@ def _split_heads(qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
     return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
 
-def _mask_gradient(
+def _attention_backward(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -315,30 +324,63 @@ def _mask_gradient(
     grad_out: torch.Tensor,
     mask: torch.Tensor,
     scale: float,
-) -> torch.Tensor:
-    """Sum over windows of dL/dscores, recomputed in chunks that stay small in memory.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of attention for q, k, v and the additive mask (summed over windows).
 
-    With P = exp(scale·qkᵀ + mask - lse) and dS = P ⊙ (dO·vᵀ - rowsum(dO ⊙ O)), the two row
-    offsets ride along as an extra feature (q' = [scale·q, -lse], k' = [k, 1], and likewise for
-    dO and v) so each chunk costs two matmuls and three elementwise passes.
+    Recomputes the probabilities one window (and a few heads) at a time, so that every step's
+    (n, n) buffers stay in the L2 cache. With P = exp(scale·qkᵀ + mask - lse) and
+    dS = P ⊙ (dO·vᵀ - rowsum(dO ⊙ O)), the two row offsets ride along as an extra feature
+    (q' = [scale·q, -lse], k' = [k, 1], and likewise for dO and v).
+
+    Log-probabilities are floored at `_LOG_PROB_FLOOR` first: MONAI's -100 shift mask would
+    otherwise make P, dS and then dq and dk denormal, and denormal arithmetic is 10-100 times
+    slower on x86. The floor changes only probabilities below 4e-18, whose share of any
+    gradient is more than ten orders of magnitude below float32 resolution.
+
+    Args:
+        q: Queries (W, heads, n, d); k, v, out and grad_out alike.
+        k: Keys.
+        v: Values.
+        out: Attention output of the forward pass.
+        lse: Log-sum-exp of the scores (W, heads, n) from the forward pass.
+        grad_out: Gradient of the loss for `out`.
+        mask: The additive mask (1, heads, n, n) shared by the windows.
+        scale: Factor on q·kᵀ.
+
+    Returns:
+        Contiguous (W, heads, n, d) gradients for q, k, v and the (1, heads, n, n) mask gradient.
     """
     windows, heads, n, _ = q.shape
+    scaled_q = (q * scale).contiguous()
+    scaled_k = (k * scale).contiguous()
+    grad_out = grad_out.contiguous()
     delta = (grad_out * out).sum(-1, keepdim=True)
     ones = q.new_ones(windows, heads, n, 1)
-    q_aug = torch.cat([q * scale, -lse.unsqueeze(-1)], dim=-1)
-    k_aug = torch.cat([k, ones], dim=-1)
+    q_aug = torch.cat([scaled_q, -lse.unsqueeze(-1)], dim=-1)
+    k_aug = torch.cat([k, ones], dim=-1).transpose(-1, -2)
     grad_aug = torch.cat([grad_out, -delta], dim=-1)
-    v_aug = torch.cat([v, ones], dim=-1)
-    chunk = max(1, _MASK_GRAD_CHUNK // (heads * n * n))
-    total = torch.zeros(heads, n, n, dtype=q.dtype, device=q.device)
-    for start in range(0, windows, chunk):
-        part = slice(start, start + chunk)
-        probs = torch.matmul(q_aug[part], k_aug[part].transpose(-1, -2))
-        probs.add_(mask).exp_()
-        scores_grad = torch.matmul(grad_aug[part], v_aug[part].transpose(-1, -2))
-        scores_grad.mul_(probs)
-        total.add_(scores_grad.sum(0))
-    return total.unsqueeze(0)
+    v_aug = torch.cat([v, ones], dim=-1).transpose(-1, -2)
+    grad_q = torch.empty_like(scaled_q)
+    grad_k = torch.empty_like(scaled_q)
+    grad_v = torch.empty_like(scaled_q)
+    grad_mask = q.new_zeros(heads, n, n)
+    head_chunk = max(1, min(heads, _BACKWARD_STEP_ELEMENTS // (n * n)))
+    probs_buffer = q.new_empty(head_chunk, n, n)
+    scores_buffer = q.new_empty(head_chunk, n, n)
+    for window in range(windows):
+        for first in range(0, heads, head_chunk):
+            part = slice(first, min(first + head_chunk, heads))
+            probs = probs_buffer[: part.stop - first]
+            scores_grad = scores_buffer[: part.stop - first]
+            torch.baddbmm(mask[0, part], q_aug[window, part], k_aug[window, part], out=probs)
+            probs.clamp_(min=_LOG_PROB_FLOOR).exp_()
+            torch.bmm(probs.transpose(1, 2), grad_out[window, part], out=grad_v[window, part])
+            torch.bmm(grad_aug[window, part], v_aug[window, part], out=scores_grad)
+            scores_grad.mul_(probs)
+            grad_mask[part].add_(scores_grad)
+            torch.bmm(scores_grad, scaled_k[window, part], out=grad_q[window, part])
+            torch.bmm(scores_grad.transpose(1, 2), scaled_q[window, part], out=grad_k[window, part])
+    return grad_q, grad_k, grad_v, grad_mask.unsqueeze(0)
 
 
 def windowed_attention(
