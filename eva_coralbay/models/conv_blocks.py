@@ -26,33 +26,37 @@ def run_unetr_block(block: unetr_block.UnetrBasicBlock, x: torch.Tensor) -> torc
     needs_grad = torch.is_grad_enabled() and (
         x.requires_grad or any(p.requires_grad for p in block.parameters())
     )
-    if needs_grad or x.device.type != "cpu" or not _is_plain_residual_block(layer):
+    single_voxel = x.shape[2:].numel() == 1  # MONAI's path raises for these, as it should
+    norms = _plain_instance_norms(layer)
+    if needs_grad or single_voxel or x.device.type != "cpu" or norms is None:
         return block(x)
-    assert isinstance(layer, dynunet_block.UnetResBlock)
+    assert isinstance(layer, dynunet_block.UnetResBlock) and isinstance(layer.lrelu, nn.LeakyReLU)
     slope = layer.lrelu.negative_slope
     out = layer.conv1(x).contiguous()
-    _instance_norm_(out, layer.norm1.eps)
+    _instance_norm_(out, norms[0].eps)
     F.leaky_relu_(out, slope)
     out = layer.conv2(out)
-    _instance_norm_(out, layer.norm2.eps)
+    _instance_norm_(out, norms[1].eps)
     residual = x
-    if hasattr(layer, "conv3"):
-        residual = _pointwise_conv(layer.conv3.conv, x).contiguous()
-        _instance_norm_(residual, layer.norm3.eps)
+    if len(norms) == 3:
+        residual = _pointwise_conv(layer.get_submodule("conv3.conv"), x).contiguous()
+        _instance_norm_(residual, norms[2].eps)
     out.add_(residual)
     return F.leaky_relu_(out, slope)
 
 
-def _is_plain_residual_block(layer: nn.Module) -> bool:
-    """Whether `layer` is the UnetResBlock layout this fast path reproduces exactly."""
-    if not isinstance(layer, dynunet_block.UnetResBlock):
-        return False
-    norms = [layer.norm1, layer.norm2] + ([layer.norm3] if hasattr(layer, "norm3") else [])
-    plain_norms = all(
-        isinstance(norm, nn.InstanceNorm3d) and not norm.affine and not norm.track_running_stats
-        for norm in norms
-    )
-    return plain_norms and isinstance(layer.lrelu, nn.LeakyReLU)
+def _plain_instance_norms(layer: nn.Module) -> list[nn.InstanceNorm3d] | None:
+    """The norms of a UnetResBlock this fast path reproduces exactly, else None."""
+    if not isinstance(layer, dynunet_block.UnetResBlock) or not isinstance(
+        layer.lrelu, nn.LeakyReLU
+    ):
+        return None
+    names = ["norm1", "norm2"] + (["norm3"] if hasattr(layer, "norm3") else [])
+    norms = [getattr(layer, name) for name in names]
+    for norm in norms:
+        if not isinstance(norm, nn.InstanceNorm3d) or norm.affine or norm.track_running_stats:
+            return None
+    return norms
 
 
 def _pointwise_conv(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from eva.vision.models.networks.backbones.radiology.swin_unetr import SwinUNETREncoder
-from monai.inferers import SlidingWindowInferer
+from monai.inferers.inferer import SlidingWindowInferer
 
 from eva_coralbay.models.config import EncoderConfig
 from eva_coralbay.models.encoder import CoralBayEncoder, check_spatial_shape
 from tests.models.swin_parity import randomise
 
 
-def _pair(
-    feature_size: int, use_v2: bool, **kwargs: object
-) -> tuple[SwinUNETREncoder, CoralBayEncoder]:
+def _pair(feature_size: int, use_v2: bool, **kwargs: Any) -> tuple[Any, CoralBayEncoder]:
     reference = SwinUNETREncoder(feature_size=feature_size, use_v2=use_v2, **kwargs)  # type: ignore[arg-type]
     randomise(reference)
     ours = CoralBayEncoder(feature_size=feature_size, use_v2=use_v2, **kwargs)  # type: ignore[arg-type]
@@ -88,7 +88,9 @@ def test_training_forward_and_gradients_match_eva() -> None:
         features = model.forward_features(source)
         generator = torch.Generator().manual_seed(2)
         weights = [torch.randn(f.shape, generator=generator) for f in features]
-        sum((f * w).sum() for f, w in zip(features, weights, strict=True)).backward()
+        torch.stack(
+            [(f * w).sum() for f, w in zip(features, weights, strict=True)]
+        ).sum().backward()
         outputs.append([f.detach() for f in features])
         assert source.grad is not None
         input_grads.append(source.grad)

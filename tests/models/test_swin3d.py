@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,7 +23,7 @@ MONAI_KWARGS = {
 }
 
 
-def _pair(feature_size: int, use_v2: bool) -> tuple[torch.nn.Module, swin3d.SwinTransformer3D]:
+def _pair(feature_size: int, use_v2: bool) -> tuple[Any, Any]:
     reference = swin_unetr.SwinTransformer(
         embed_dim=feature_size,
         use_v2=use_v2,
@@ -109,7 +111,7 @@ def test_gradients_match_monai(use_v2: bool) -> None:
         outputs = model(source)
         generator = torch.Generator().manual_seed(5)
         weights = [torch.randn(o.shape, generator=generator) for o in outputs]
-        sum((o * w).sum() for o, w in zip(outputs, weights, strict=True)).backward()
+        torch.stack([(o * w).sum() for o, w in zip(outputs, weights, strict=True)]).sum().backward()
         assert source.grad is not None
         input_grads.append(source.grad)
     assert _relative_gap(input_grads[1], input_grads[0]) <= 1e-4
@@ -134,16 +136,9 @@ def test_get_window_size_matches_monai() -> None:
 def test_window_layout_matches_monai_partition_and_mask(
     spatial: tuple[int, int, int], shift: tuple[int, int, int]
 ) -> None:
-    window, shift = swin3d.get_window_size(spatial, (7, 7, 7), shift)
-    layout = swin3d.window_layout(
-        1,
-        spatial,
-        window,
-        shift,
-        torch.device("cpu"),
-        torch.float32,
-        3,  # type: ignore[arg-type]
-    )
+    window: Any
+    window, shift = swin3d.get_window_size(spatial, (7, 7, 7), shift)  # type: ignore[assignment]
+    layout = swin3d.window_layout(1, spatial, window, shift, torch.device("cpu"), torch.float32, 3)
     n = layout.tokens_per_window
     # MONAI: pad a volume of token ids with -1, roll, partition; compute_mask on padded dims.
     ids = torch.arange(spatial[0] * spatial[1] * spatial[2], dtype=torch.float32)
