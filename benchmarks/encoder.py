@@ -2,9 +2,10 @@
 
 Run with `python -m benchmarks encoder` (or `nox -s bench`). Settings through the environment:
 `CORALBAY_BENCH_REPS` (timed repetitions, default 5), `CORALBAY_BENCH_SIZE` (cube edge, default
-96), `CORALBAY_BENCH_FEATURES` (F, default 48), `CORALBAY_BENCH_SKIP_BACKWARD=1` to skip
-forward+backward. Each figure is the median over the repetitions; within a repetition the two
-models run back to back, alternating which goes first, so background load hits both alike.
+96), `CORALBAY_BENCH_FEATURES` (F, default 48), `CORALBAY_BENCH_THREADS` (torch intra-op threads,
+default torch's choice), `CORALBAY_BENCH_SKIP_BACKWARD=1` to skip forward+backward. Each figure
+is the median over the repetitions; within a repetition the two models run back to back,
+alternating which goes first, so background load hits both alike.
 
 Peak memory is measured in a fresh subprocess per (model, measurement): after building the model
 and the input, the process resets its resident-set high-water mark (`5 > /proc/self/clear_refs`),
@@ -39,7 +40,13 @@ def _settings() -> dict[str, Any]:
         "size": int(os.environ.get("CORALBAY_BENCH_SIZE", "96")),
         "features": int(os.environ.get("CORALBAY_BENCH_FEATURES", "48")),
         "backward": os.environ.get("CORALBAY_BENCH_SKIP_BACKWARD", "") != "1",
+        "threads": int(os.environ.get("CORALBAY_BENCH_THREADS", "0")),
     }
+
+
+def _apply_threads(settings: dict[str, Any]) -> None:
+    if settings["threads"] > 0:
+        torch.set_num_threads(settings["threads"])
 
 
 def _build(features: int) -> dict[str, nn.Module]:
@@ -119,6 +126,7 @@ def _status_bytes(field: str) -> int:
 
 def _peak_memory_child(model_name: str, measurement: str, settings: dict[str, Any]) -> None:
     """Runs in a subprocess: prints the RSS high-water mark above the pre-pass RSS, in bytes."""
+    _apply_threads(settings)
     model = _build(settings["features"])[model_name]
     image = torch.randn(1, 1, settings["size"], settings["size"], settings["size"])
     task = _task(model, measurement, image)
@@ -164,6 +172,7 @@ def _machine() -> str:
 def main() -> None:
     """Prints the markdown table comparing CoralBay with eva's SwinUNETREncoder."""
     settings = _settings()
+    _apply_threads(settings)
     size, features = settings["size"], settings["features"]
     print(f"machine: {_machine()}", flush=True)
     print(

@@ -1,4 +1,4 @@
-"""An allocation-lean no-grad forward for MONAI's residual UNETR conv blocks (same numerics)."""
+"""A leaner forward for MONAI's residual UNETR conv blocks, with the same numerics."""
 
 from __future__ import annotations
 
@@ -9,29 +9,37 @@ from torch import nn
 
 
 def run_unetr_block(block: unetr_block.UnetrBasicBlock, x: torch.Tensor) -> torch.Tensor:
-    """Applies a residual `UnetrBasicBlock`, in place where autograd is not involved.
+    """Applies a residual `UnetrBasicBlock` with exactly the arithmetic of `block(x)`.
 
-    MONAI's forward allocates a fresh full-size tensor for every norm; on CPU each one costs
-    page faults comparable to the arithmetic. Without autograd this path normalises, activates
-    and adds in place and otherwise computes exactly what `block(x)` computes. A channels-last
-    input goes straight into the first convolution (faster in oneDNN); the norms always run on
-    contiguous maps because PyTorch's channels-last batch-norm kernel accumulates its statistics
-    too coarsely (errors near 1e-3 on 96³ maps).
+    MONAI's forward normalises into a fresh tensor and then activates and adds in place on views
+    of it. Without autograd this path instead normalises, activates and adds in place on one
+    buffer: on CPU every fresh full-size tensor costs page faults comparable to the arithmetic.
+    With autograd it activates and adds out of place, because autograd answers in-place ops on
+    views with two full-size copies each in the backward pass.
+
+    A channels-last input goes straight into the first convolution (faster in oneDNN); the norms
+    always run on contiguous maps because PyTorch's channels-last batch-norm kernel accumulates
+    its statistics too coarsely (errors near 1e-3 on 96³ maps).
 
     Args:
         block: A MONAI `UnetrBasicBlock` with `res_block=True` and instance norm.
         x: Input of shape (B, C, D, H, W).
     """
     layer = block.layer
-    needs_grad = torch.is_grad_enabled() and (
-        x.requires_grad or any(p.requires_grad for p in block.parameters())
-    )
     single_voxel = x.shape[2:].numel() == 1  # MONAI's path raises for these, as it should
     norms = _plain_instance_norms(layer)
-    if needs_grad or single_voxel or x.device.type != "cpu" or norms is None:
+    if single_voxel or x.device.type != "cpu" or norms is None:
         return block(x)
     assert isinstance(layer, dynunet_block.UnetResBlock) and isinstance(layer.lrelu, nn.LeakyReLU)
     slope = layer.lrelu.negative_slope
+    needs_grad = torch.is_grad_enabled() and (
+        x.requires_grad or any(p.requires_grad for p in block.parameters())
+    )
+    if needs_grad:
+        out = F.leaky_relu(norms[0](layer.conv1(x)), slope)
+        out = norms[1](layer.conv2(out))
+        residual = norms[2](layer.conv3(x)) if len(norms) == 3 else x
+        return F.leaky_relu(out + residual, slope)
     out = layer.conv1(x).contiguous()
     _instance_norm_(out, norms[0].eps)
     F.leaky_relu_(out, slope)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from monai.networks.nets import swin_unetr
 
-from eva_coralbay.models import swin3d
+from eva_coralbay.models import swin3d, window_attention, windows
 from tests.models.swin_parity import randomise
 
 MONAI_KWARGS = {
@@ -124,7 +124,7 @@ def test_gradients_match_monai(use_v2: bool) -> None:
 def test_get_window_size_matches_monai() -> None:
     window, shift = (7, 7, 7), (3, 3, 3)
     for spatial in [(48, 48, 48), (7, 8, 6), (3, 24, 7), (1, 1, 1)]:
-        assert swin3d.get_window_size(spatial, window, shift) == swin_unetr.get_window_size(
+        assert windows.get_window_size(spatial, window, shift) == swin_unetr.get_window_size(
             spatial, window, shift
         )
 
@@ -137,8 +137,8 @@ def test_window_layout_matches_monai_partition_and_mask(
     spatial: tuple[int, int, int], shift: tuple[int, int, int]
 ) -> None:
     window: Any
-    window, shift = swin3d.get_window_size(spatial, (7, 7, 7), shift)  # type: ignore[assignment]
-    layout = swin3d.window_layout(1, spatial, window, shift, torch.device("cpu"), torch.float32, 3)
+    window, shift = windows.get_window_size(spatial, (7, 7, 7), shift)  # type: ignore[assignment]
+    layout = windows.window_layout(1, spatial, window, shift, torch.device("cpu"), torch.float32, 3)
     n = layout.tokens_per_window
     # MONAI: pad a volume of token ids with -1, roll, partition; compute_mask on padded dims.
     ids = torch.arange(spatial[0] * spatial[1] * spatial[2], dtype=torch.float32)
@@ -170,7 +170,7 @@ def test_window_layout_matches_monai_partition_and_mask(
 
 def test_window_layout_is_cached_per_shape() -> None:
     args = (1, (8, 8, 8), (7, 7, 7), (3, 3, 3), torch.device("cpu"), torch.float32, 4)
-    assert swin3d.window_layout(*args) is swin3d.window_layout(*args)
+    assert windows.window_layout(*args) is windows.window_layout(*args)
 
 
 def test_bias_follows_parameter_updates() -> None:
@@ -189,13 +189,13 @@ def test_bias_follows_parameter_updates() -> None:
 
 def test_attention_backward_matches_autograd() -> None:
     generator = torch.Generator().manual_seed(7)
-    windows, heads, n, dim = 3, 2, 27, 8
-    q, k, v = (torch.randn(windows, heads, n, dim, generator=generator) for _ in range(3))
+    count, heads, n, dim = 3, 2, 27, 8
+    q, k, v = (torch.randn(count, heads, n, dim, generator=generator) for _ in range(3))
     labels = torch.arange(n) % 3 == 0
-    shift_mask = torch.where(labels[:, None] != labels[None, :], swin3d.MASK_VALUE, 0.0)
+    shift_mask = torch.where(labels[:, None] != labels[None, :], windows.MASK_VALUE, 0.0)
     mask = torch.randn(1, heads, n, n, generator=generator) + shift_mask
     scale = dim**-0.5
-    grad_out = torch.randn(windows, heads, n, dim, generator=generator)
+    grad_out = torch.randn(count, heads, n, dim, generator=generator)
 
     leaves = [t.clone().requires_grad_() for t in (q, k, v, mask)]
     scores = leaves[0] @ leaves[1].transpose(-1, -2) * scale + leaves[3]
@@ -205,7 +205,7 @@ def test_attention_backward_matches_autograd() -> None:
     out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
         q, k, v, attn_mask=mask, scale=scale
     )
-    grads = swin3d._attention_backward(q, k, v, out, lse, grad_out, mask, scale)
+    grads = window_attention.attention_backward(q, k, v, out, lse, grad_out, mask, scale)
     for ours, leaf in zip(grads, leaves, strict=True):
         assert leaf.grad is not None
         assert (ours - leaf.grad).abs().max().item() <= 1e-5
@@ -214,6 +214,6 @@ def test_attention_backward_matches_autograd() -> None:
 def test_relative_position_index_matches_monai() -> None:
     attention = swin_unetr.WindowAttention(12, 3, (7, 7, 7))
     assert torch.equal(
-        swin3d.relative_position_index((7, 7, 7)),
+        windows.relative_position_index((7, 7, 7)),
         attention.relative_position_index,  # type: ignore[arg-type]
     )
