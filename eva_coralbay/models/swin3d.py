@@ -137,11 +137,8 @@ class SwinBlock(nn.Module):
             tokens = self._forward_inference(tokens, layout, masks)
         return tokens.view(x.shape)
 
-    def _normed_windows(
-        self, tokens: torch.Tensor, gather: torch.Tensor, pad_rows: torch.Tensor
-    ) -> torch.Tensor:
-        """`norm1` of the gathered window tokens with the padding rows zeroed."""
-        rows = tokens.index_select(0, gather)
+    def _normed_rows(self, rows: torch.Tensor, pad_rows: torch.Tensor) -> torch.Tensor:
+        """`norm1` of gathered window rows with the padding rows zeroed."""
         rows = F.layer_norm(
             rows, rows.shape[-1:], self.norm1.weight, self.norm1.bias, self.norm1.eps
         )
@@ -156,10 +153,10 @@ class SwinBlock(nn.Module):
         self, tokens: torch.Tensor, layout: windows.WindowLayout, masks: torch.Tensor
     ) -> torch.Tensor:
         """Whole-tensor path for autograd."""
-        rows = self._normed_windows(tokens, layout.gather, layout.pad_rows)
+        rows = self._normed_rows(windows.gather_window_rows(tokens, layout), layout.pad_rows)
         qkv = self._qkv(rows, layout.tokens_per_window)
         attended = window_attention.windowed_attention(qkv, masks, layout.groups, self.attn.scale)
-        attended = attended.reshape(-1, tokens.shape[-1]).index_select(0, layout.scatter)
+        attended = windows.scatter_window_rows(attended.reshape(-1, tokens.shape[-1]), layout)
         tokens = tokens + self.attn.proj(attended)
         return tokens + self.mlp(self.norm2(tokens))
 
@@ -169,16 +166,19 @@ class SwinBlock(nn.Module):
         """No-grad path in chunks: no full-size intermediate besides the result is allocated."""
         channels = tokens.shape[-1]
         n = layout.tokens_per_window
-        result = tokens.clone()
+        result = torch.empty_like(tokens)
         for chunk in layout.chunks:
-            rows = self._normed_windows(tokens, layout.gather[chunk.rows], chunk.pad_rows)
+            rows = tokens.index_select(0, layout.gather[chunk.rows])
+            rows = self._normed_rows(rows, chunk.pad_rows)
             q, k, v = window_attention.split_heads(self._qkv(rows, n))
             attended = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=masks[chunk.group : chunk.group + 1], scale=self.attn.scale
             )
             attended = attended.transpose(1, 2).reshape(-1, channels)
             update = self.attn.proj(attended.index_select(0, chunk.valid_rows))
-            result.index_add_(0, chunk.targets, update)
+            # index_copy_, not index_add_: the latter stalls for ~100 ms a call with two threads.
+            update.add_(tokens.index_select(0, chunk.targets))
+            result.index_copy_(0, chunk.targets, update)
         step = max(1, _CHUNK_ELEMENTS // (4 * channels))
         for first in range(0, result.shape[0], step):
             part = result[first : first + step]
