@@ -233,7 +233,8 @@ class _RowPermutation(torch.autograd.Function):
         backward_index: torch.Tensor,
         zero_rows: torch.Tensor | None,
     ) -> torch.Tensor:
-        ctx.save_for_backward(backward_index, zero_rows)
+        ctx.backward_index = backward_index  # type: ignore[attr-defined]
+        ctx.zero_rows = zero_rows  # type: ignore[attr-defined]
         return source.index_select(0, index)
 
     @staticmethod
@@ -241,7 +242,8 @@ class _RowPermutation(torch.autograd.Function):
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
     ) -> tuple[torch.Tensor, None, None, None]:
-        backward_index, zero_rows = ctx.saved_tensors  # type: ignore[attr-defined]
+        # Index tensors, not activations: kept as attributes, they need no version checks.
+        backward_index, zero_rows = ctx.backward_index, ctx.zero_rows  # type: ignore[attr-defined]
         grad_source = grad.index_select(0, backward_index)
         if zero_rows is not None:
             grad_source.index_fill_(0, zero_rows, 0.0)
