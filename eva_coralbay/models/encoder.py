@@ -112,12 +112,15 @@ class CoralBayEncoder(nn.Module):
             **kwargs: Further constructor arguments (`out_indices`, `inferer`,
                 `embeddings_type`).
         """
-        return cls(
+        encoder = cls(
             in_channels=config.in_channels,
             feature_size=config.feature_size,
             use_v2=config.use_v2,
             **kwargs,
         )
+        # Keeps the keys the architecture does not use (the profile) for a later export.
+        encoder._config = config
+        return encoder
 
     @property
     def config(self) -> EncoderConfig:

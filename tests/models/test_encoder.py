@@ -176,9 +176,13 @@ def test_out_indices_and_embeddings_type() -> None:
 
 
 def test_config_properties_and_from_config() -> None:
-    config = EncoderConfig(feature_size=24, use_v2=False, in_channels=2)
+    profile = {"profile": {"spacing": [1.5, 1.5, 1.5]}}
+    config = EncoderConfig(feature_size=24, use_v2=False, in_channels=2, extra=profile)
     encoder = CoralBayEncoder.from_config(config, out_indices=2)
-    assert encoder.config == EncoderConfig(feature_size=24, use_v2=False, in_channels=2)
+    assert encoder.config == EncoderConfig(
+        feature_size=24, use_v2=False, in_channels=2, extra=profile
+    )
+    assert encoder.config.to_dict()["profile"] == profile["profile"]
     assert (encoder.feature_size, encoder.use_v2, encoder.embedding_dim) == (24, False, 576)
     assert encoder.swinViT.patch_embed.proj.in_channels == 2
     reference = SwinUNETREncoder(in_channels=2, feature_size=24, use_v2=False)
