@@ -117,7 +117,7 @@ class MultiCrop:
             zoom_high = min(zoom_high, float((shape / size).min()))
             if zoom_high < kind.zoom[0]:
                 raise ScanError(
-                    f"{scan.source}: standardised shape {tuple(shape)} is smaller than a "
+                    f"{scan.source}: standardised shape {tuple(shape.tolist())} is smaller than a "
                     f"{kind.name} crop region {kind.smallest_region()}; use smaller crops, "
                     "crops.pad_to_crop=true or data.skip_bad=true"
                 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -96,7 +97,8 @@ def sinkhorn_knopp(
     """DINOv2's Sinkhorn-Knopp centering: balanced soft assignments of samples to prototypes.
 
     The result's rows are distributions (each sums to 1) whose column sums over the global batch
-    are equal: every prototype receives the same total mass.
+    are equal: every prototype receives the same total mass. Computed in log space so that low
+    temperatures cannot overflow or underflow.
 
     Args:
         teacher_logits: (B, K) prototype scores of the teacher on this process.
@@ -106,22 +108,24 @@ def sinkhorn_knopp(
     Returns:
         (B, K) target distributions.
     """
-    logits = teacher_logits.float() / temperature
-    # Subtracting the global max keeps exp() finite and cancels in the normalisations.
-    peak = logits.max().detach().clone()
+    log_q = teacher_logits.float() / temperature
+    num_prototypes = log_q.shape[1]
+    num_samples = log_q.shape[0] * _world_size()
+    for _ in range(iterations):
+        # Every prototype's mass over the global batch becomes 1/K ...
+        log_q = log_q - _global_logsumexp_over_samples(log_q) - math.log(num_prototypes)
+        # ... then every sample's mass becomes 1/B.
+        log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True) - math.log(num_samples)
+    return torch.exp(log_q + math.log(num_samples))
+
+
+def _global_logsumexp_over_samples(log_q: torch.Tensor) -> torch.Tensor:
+    """Log sum_b exp(log_q[b, k]) over the samples of all processes, as (1, K)."""
+    peak = log_q.max(dim=0, keepdim=True).values
     if distributed.is_available() and distributed.is_initialized():
         distributed.all_reduce(peak, op=distributed.ReduceOp.MAX)
-    assignments = torch.exp(logits - peak).t()  # (K, B)
-    num_prototypes = assignments.shape[0]
-    num_samples = assignments.shape[1] * _world_size()
-    assignments /= _all_reduce(assignments.sum())
-    for _ in range(iterations):
-        assignments /= _all_reduce(assignments.sum(dim=1, keepdim=True))
-        assignments /= num_prototypes
-        assignments /= assignments.sum(dim=0, keepdim=True)
-        assignments /= num_samples
-    assignments *= num_samples
-    return assignments.t()
+    total = _all_reduce(torch.exp(log_q - peak).sum(dim=0, keepdim=True))
+    return peak + torch.log(total)
 
 
 def koleo_loss(embeddings: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
