@@ -1,0 +1,1 @@
+"""Everything between a file on disk and a standardised tensor: readers, profiles, adapters."""
