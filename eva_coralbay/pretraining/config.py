@@ -212,8 +212,9 @@ class DataConfig:
     paths: list[str] = dataclasses.field(default_factory=list)
     """Files, folders, globs or manifests (.csv/.parquet with a `path` column, .txt) of CT."""
 
-    profile: str = "coralbay"
-    """Preprocessing profile: orientation, spacing and the HU window crops are jittered around."""
+    profile: str = "radiology/coralbay"
+    """The model whose preprocessing profile applies: orientation, spacing and the HU window
+    that crops are jittered around."""
 
     skip_bad: bool = False
     """Skip unreadable or too small scans (all reported at once) instead of failing."""

@@ -19,8 +19,9 @@ from monai.transforms.intensity.array import (
 from monai.transforms.spatial.array import RandFlip, RandRotate90, Resize
 from monai.transforms.transform import Randomizable
 
+from eva_coralbay.data.profile import PreprocessingProfile
 from eva_coralbay.pretraining.config import CropConfig
-from eva_coralbay.pretraining.scans import AIR_HU, Profile, ScanError, StoredScan
+from eva_coralbay.pretraining.scans import AIR_HU, ScanError, StoredScan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,12 +51,12 @@ class MultiCrop:
     in the axial plane and jittered in intensity.
     """
 
-    def __init__(self, config: CropConfig, profile: Profile) -> None:
+    def __init__(self, config: CropConfig, profile: PreprocessingProfile) -> None:
         """Builds the augmentations.
 
         Args:
             config: Crop sizes, scales and augmentation strengths.
-            profile: The scans' spacing and the HU window jittered per view.
+            profile: The scans' spacing, and the HU window jittered per view.
         """
         self.config = config
         self.profile = profile
@@ -138,13 +139,17 @@ class MultiCrop:
         return self._intensity(view)  # type: ignore[return-value]
 
     def _window(self, view: MetaTensor, rng: np.random.RandomState) -> MetaTensor:
-        low, high = self.profile.hu_window
+        """Maps HU to the profile's output range through a randomly moved and scaled window."""
+        low, high = self.profile.intensity_range
         jitter = self.config.window_center_jitter
         center = (low + high) / 2 + rng.uniform(low=-jitter, high=jitter)
         width_low, width_high = self.config.window_width_scale
         width = (high - low) * rng.uniform(low=width_low, high=width_high)
-        scaled = (view - (center - width / 2)) / width
-        return scaled.clamp_(0.0, 1.0)  # type: ignore[return-value]
+        out_low, out_high = self.profile.output_range
+        scaled = (view - (center - width / 2)) * ((out_high - out_low) / width) + out_low
+        if self.profile.clip:
+            scaled = scaled.clamp(min(out_low, out_high), max(out_low, out_high))
+        return scaled  # type: ignore[return-value]
 
 
 def _pair(values: list[float]) -> tuple[float, float]:

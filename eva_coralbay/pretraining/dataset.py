@@ -11,9 +11,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
+from eva_coralbay.data.profile import resolve_profile
 from eva_coralbay.pretraining.config import CropConfig, DataConfig
 from eva_coralbay.pretraining.crops import MultiCrop
-from eva_coralbay.pretraining.scans import ScanStore, find_scans, get_profile
+from eva_coralbay.pretraining.scans import ScanStore, find_scans
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class PretrainDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is not None:
             return
-        profile = get_profile(self.data_config.profile)
+        profile = resolve_profile(self.data_config.profile)
         multi_crop = MultiCrop(self.crop_config, profile)
         store = ScanStore(
             find_scans(self.data_config.paths),

@@ -15,10 +15,13 @@ from concurrent import futures
 
 import numpy as np
 
+from eva_coralbay.data.profile import PreprocessingProfile
+from eva_coralbay.data.readers import FORMATS_BY_SUFFIX, ScanReadError, read_scan
+
 logger = logging.getLogger(__name__)
 
-SCAN_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
-"""Single-file scan formats; DICOM series are folders."""
+SCAN_SUFFIXES = tuple(FORMATS_BY_SUFFIX)
+"""Single-file scan formats the readers take; DICOM series are folders."""
 
 MANIFEST_SUFFIXES = (".csv", ".parquet", ".txt")
 """Files that list scans (a `path` column, or one path per line)."""
@@ -34,53 +37,17 @@ class ScanError(ValueError):
     """A scan that cannot be used for pretraining; the message names the file."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Profile:
-    """The part of a preprocessing profile that pretraining needs."""
+def _read_standardised(path: pathlib.Path, profile: PreprocessingProfile) -> np.ndarray:
+    """Reads a scan and brings it to the profile's orientation and spacing, as HU (X, Y, Z).
 
-    spacing: tuple[float, float, float]
-    """Target voxel spacing in mm (RAS orientation)."""
-
-    hu_window: tuple[float, float]
-    """HU range mapped to [0, 1]; crops jitter around it."""
-
-
-_PROFILES = {"coralbay": Profile(spacing=(1.5, 1.5, 1.5), hu_window=(-1000.0, 1000.0))}
-
-
-def get_profile(name: str) -> Profile:
-    """Returns the named preprocessing profile.
-
-    Raises:
-        ValueError: When no profile has that name.
+    The profile's HU window is left out here: every crop draws its own window around it.
     """
-    if name not in _PROFILES:
-        raise ValueError(f"unknown preprocessing profile {name!r}; known: {sorted(_PROFILES)}")
-    return _PROFILES[name]
-
-
-def _read_standardised(path: pathlib.Path, profile: Profile) -> np.ndarray:
-    """Reads a scan and resamples it to RAS at the profile's spacing, as HU in (D, H, W)."""
-    from monai.data.meta_tensor import MetaTensor
-    from monai.transforms.io.array import LoadImage
     from monai.transforms.spatial.array import Orientation, Spacing
 
-    try:
-        image = LoadImage(image_only=True, ensure_channel_first=True)(str(path))
-    except Exception as error:
-        message = f"{type(error).__name__}: {error}"
-        raise ScanError(f"{path}: cannot read the scan ({message})") from error
-    if not isinstance(image, MetaTensor):
-        raise ScanError(f"{path}: the reader returned no image with an affine")
-    if image.ndim != 4 or image.shape[0] != 1:
-        shape = tuple(image.shape)
-        raise ScanError(f"{path}: expected a single-channel 3D scan, got shape {shape}")
-    image = Orientation(axcodes="RAS", labels=None)(image.float())
-    image = Spacing(pixdim=profile.spacing, mode="bilinear")(image)
-    volume = image[0].numpy()
-    if not np.isfinite(volume).all():
-        raise ScanError(f"{path}: the scan contains NaN or infinite values")
-    return volume
+    image = read_scan(path)
+    image = Orientation(axcodes=profile.orientation, labels=None)(image)
+    image = Spacing(pixdim=profile.spacing, mode=profile.image_interpolation)(image)
+    return np.asarray(image[0])
 
 
 def find_scans(sources: Iterable[str | os.PathLike[str]]) -> list[pathlib.Path]:
@@ -155,11 +122,9 @@ def _is_dicom_series(folder: pathlib.Path, files: Sequence[str]) -> bool:
 
 
 def _has_dicom_magic(path: pathlib.Path) -> bool:
-    try:
-        with path.open("rb") as file:
-            return file.read(132)[128:] == b"DICM"
-    except OSError:
-        return False
+    import pydicom.misc
+
+    return bool(pydicom.misc.is_dicom(str(path)))
 
 
 def _read_manifest(path: pathlib.Path) -> list[str]:
@@ -210,7 +175,7 @@ class ScanStore:
     def __init__(
         self,
         scans: Sequence[pathlib.Path],
-        profile: Profile,
+        profile: PreprocessingProfile,
         *,
         foreground_hu: float = -500.0,
         min_shape: Sequence[int] = (0, 0, 0),
@@ -222,7 +187,7 @@ class ScanStore:
 
         Args:
             scans: Scan files or DICOM folders.
-            profile: Spacing (and HU window) of the standardised volumes.
+            profile: Orientation and spacing of the standardised volumes.
             foreground_hu: Voxels above this HU count as body.
             min_shape: Smallest shape a standardised scan may have (the smallest crop region).
             cache_dir: Folder for memory-mapped standardised volumes; None keeps them in memory.
@@ -247,6 +212,7 @@ class ScanStore:
             progress: Called with (done, total) after each scan.
 
         Raises:
+            ScanReadError: For the first unreadable scan, unless `skip_bad`.
             ScanError: For the first unusable scan, unless `skip_bad`; and when no scan is usable.
         """
         if self.cache_dir is not None:
@@ -259,7 +225,7 @@ class ScanStore:
                 index = jobs[job]
                 try:
                     results[index] = job.result()
-                except ScanError as error:
+                except (ScanError, ScanReadError) as error:
                     if not self.skip_bad:
                         for pending in jobs:
                             pending.cancel()
@@ -315,12 +281,10 @@ def _to_int16(volume: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(volume), info.min, info.max).astype(np.int16)
 
 
-def _cache_key(scan: pathlib.Path, profile: Profile) -> str:
+def _cache_key(scan: pathlib.Path, profile: PreprocessingProfile) -> str:
     files = sorted(scan.iterdir()) if scan.is_dir() else [scan]
     stats = [(file.name, file.stat().st_size, file.stat().st_mtime_ns) for file in files]
-    identity = json.dumps(
-        [_CACHE_VERSION, str(scan.resolve()), stats, dataclasses.asdict(profile)], default=str
-    )
+    identity = json.dumps([_CACHE_VERSION, str(scan.resolve()), stats, profile.fingerprint()])
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     stem = scan.name.split(".")[0] or "scan"
     return f"{stem}-{digest}"

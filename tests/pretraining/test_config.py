@@ -18,7 +18,7 @@ def test_paper_scale_config_uses_f48_and_96_cubed_global_crops_at_1_5_mm() -> No
     config = load_config(CONFIGS / "coralbay_f48.yaml")
     assert config.model.feature_size == 48
     assert config.crops.global_size == [96, 96, 96]
-    assert config.data.profile == "coralbay"
+    assert config.data.profile == "radiology/coralbay"
 
 
 def test_overrides_are_typed_and_applied() -> None:

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import torch
 
+from eva_coralbay.data.profile import CORALBAY_PROFILE
 from eva_coralbay.pretraining.config import CropConfig
 from eva_coralbay.pretraining.crops import MultiCrop
 from eva_coralbay.pretraining.dataset import MultiCropDataset
-from eva_coralbay.pretraining.scans import Profile, ScanError, ScanStore, StoredScan
+from eva_coralbay.pretraining.scans import ScanError, ScanStore, StoredScan
 
-PROFILE = Profile(spacing=(1.5, 1.5, 1.5), hu_window=(-1000.0, 1000.0))
+PROFILE = CORALBAY_PROFILE
 NO_JITTER = {
     "flip_prob": 0.0,
     "rot90_prob": 0.0,

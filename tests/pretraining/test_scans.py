@@ -6,10 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from eva_coralbay.data.profile import CORALBAY_PROFILE
+from eva_coralbay.data.readers import ScanReadError
 from eva_coralbay.pretraining import scans
-from eva_coralbay.pretraining.scans import Profile, ScanError, ScanStore, find_scans
+from eva_coralbay.pretraining.scans import ScanError, ScanStore, find_scans
 
-PROFILE = Profile(spacing=(1.5, 1.5, 1.5), hu_window=(-1000.0, 1000.0))
+PROFILE = CORALBAY_PROFILE
 
 
 def _write_nifti(path: pathlib.Path, volume: np.ndarray, spacing: float = 1.5) -> pathlib.Path:
@@ -91,7 +93,7 @@ def test_unreadable_scan_is_named_and_skip_bad_reports_every_bad_scan(
     broken.write_bytes(gzip.compress(b"this is not a NIfTI header"))
     air = _write_nifti(tmp_path / "air.nii.gz", np.full((40, 40, 40), -1000, dtype=np.int16))
 
-    with pytest.raises(ScanError, match=r"broken.nii.gz"):
+    with pytest.raises(ScanReadError, match=r"broken.nii.gz"):
         ScanStore([good, broken], PROFILE).prepare()
 
     store = ScanStore([broken, good, air], PROFILE, skip_bad=True)
