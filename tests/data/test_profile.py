@@ -119,7 +119,12 @@ def test_eva_models_listed_are_eva_backbones() -> None:
     registered = set(backbone_registry.entries())
     assert set(profile_module.EVA_RADIOLOGY_MODELS) <= registered
     # Every radiology backbone eva registers has a profile.
-    eva_radiology = {name for name in registered if name.startswith("radiology/")}
+    eva_radiology = {
+        name
+        for name in registered
+        if name.startswith("radiology/")
+        and not name.startswith(profile_module.CORALBAY_MODEL_PREFIX)
+    }
     assert eva_radiology <= set(profile_module.EVA_RADIOLOGY_MODELS)
 
 

@@ -1,0 +1,81 @@
+"""Benchmark adapters: public CT datasets in their native layout, standardised by a model profile.
+
+Every segmentation adapter is an eva `VisionDataset` usable from an eva YAML config
+(`class_path: eva_coralbay.data.adapters.BTCV`), with a fixed split, a class map onto the
+canonical vocabulary (`vocabulary.CANONICAL_CLASSES`), its licence, `prepare_data` and a
+`validate` that reports every broken file at once.
+"""
+
+from eva_coralbay.data.adapters.amos22 import AMOS22CT
+from eva_coralbay.data.adapters.base import Case, SegmentationAdapter, StandardCase
+from eva_coralbay.data.adapters.btcv import BTCV
+from eva_coralbay.data.adapters.flare22 import FLARE22
+from eva_coralbay.data.adapters.kits23 import KiTS23
+from eva_coralbay.data.adapters.lits17 import LiTS17
+from eva_coralbay.data.adapters.medmnist3d import NoduleMNIST3D, OrganMNIST3D
+from eva_coralbay.data.adapters.msd_task3_liver import MSDLiver
+from eva_coralbay.data.adapters.msd_task6_lung import MSDLung
+from eva_coralbay.data.adapters.msd_task7_pancreas import MSDPancreas
+from eva_coralbay.data.adapters.msd_task8_hepatic_vessel import MSDHepaticVessel
+from eva_coralbay.data.adapters.msd_task9_spleen import MSDSpleen
+from eva_coralbay.data.adapters.msd_task10_colon import MSDColon
+from eva_coralbay.data.adapters.organ_patches import OrganPatches
+from eva_coralbay.data.adapters.totalsegmentator_v2 import TotalSegmentatorV2
+from eva_coralbay.data.adapters.validation import DatasetValidationError
+from eva_coralbay.data.adapters.word import WORD
+
+SEGMENTATION_ADAPTERS: tuple[type[SegmentationAdapter], ...] = (
+    BTCV,
+    LiTS17,
+    MSDPancreas,
+    TotalSegmentatorV2,
+    AMOS22CT,
+    KiTS23,
+    WORD,
+    FLARE22,
+    MSDLiver,
+    MSDLung,
+    MSDHepaticVessel,
+    MSDSpleen,
+    MSDColon,
+)
+"""Every segmentation benchmark, in leaderboard order."""
+
+
+def adapter_by_name(name: str) -> type[SegmentationAdapter]:
+    """The segmentation adapter class of a class name ("BTCV") or task id ("btcv").
+
+    Raises:
+        ValueError: For an unknown name; the message lists the known ones.
+    """
+    for adapter in SEGMENTATION_ADAPTERS:
+        if name in (adapter.__name__, adapter.task_id):
+            return adapter
+    known = ", ".join(f"{a.__name__} ({a.task_id})" for a in SEGMENTATION_ADAPTERS)
+    raise ValueError(f"unknown dataset {name!r}; known: {known}")
+
+
+__all__ = [
+    "AMOS22CT",
+    "BTCV",
+    "FLARE22",
+    "SEGMENTATION_ADAPTERS",
+    "WORD",
+    "Case",
+    "DatasetValidationError",
+    "KiTS23",
+    "LiTS17",
+    "MSDColon",
+    "MSDHepaticVessel",
+    "MSDLiver",
+    "MSDLung",
+    "MSDPancreas",
+    "MSDSpleen",
+    "NoduleMNIST3D",
+    "OrganMNIST3D",
+    "OrganPatches",
+    "SegmentationAdapter",
+    "StandardCase",
+    "TotalSegmentatorV2",
+    "adapter_by_name",
+]

@@ -1,0 +1,34 @@
+"""MSD Task08 Hepatic Vessel: liver vessels and liver tumours in portal-venous CT."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from eva_coralbay.data.adapters import _msd, download
+
+
+class MSDHepaticVessel(_msd.MSDAdapter):
+    """Decathlon Task08 Hepatic Vessel: 303 labelled CT scans; split 242 train / 61 val."""
+
+    task_id: ClassVar[str] = "msd_task8_hepatic_vessel"
+    title: ClassVar[str] = "Medical Segmentation Decathlon Task08 Hepatic Vessel"
+    msd_task: ClassVar[str] = "Task08_HepaticVessel"
+    nnunet_task: ClassVar[str] = "Dataset008_HepaticVessel"
+    case_format: ClassVar[str] = "hepaticvessel_{:03d}"
+    val_ids: ClassVar[frozenset[int]] = frozenset(
+        {18, 19, 26, 28, 30, 50, 53, 58, 66, 77, 80, 82, 84, 85, 87, 98, 100, 110, 112, 127, 129,
+         146, 147, 150, 157, 161, 164, 167, 175, 194, 206, 213, 217, 218, 224, 234, 244, 248, 266,
+         269, 270, 272, 274, 275, 282, 309, 329, 333, 358, 359, 361, 363, 368, 375, 422, 424, 437,
+         441, 444, 445, 458}
+    )  # fmt: skip
+    split_source: ClassVar[str] = (
+        "VoCo's vessel.json (github.com/Luffy03/Large-Scale-Medical, "
+        "Downstream/monai/Vessel/vessel.json): 61 validation cases, the other 242 train"
+    )
+    native_classes: ClassVar[tuple[str, ...]] = ("background", "vessel", "tumour")
+    canonical_classes: ClassVar[tuple[str, ...]] = ("background", "hepatic_vessel", "liver_tumor")
+    expected_cases: ClassVar[dict[str, int]] = {"train": 242, "val": 61}
+    resources: ClassVar[tuple[download.Resource, ...]] = (
+        _msd.msd_resource("Task08_HepaticVessel"),
+    )
+    manual_download: ClassVar[str] = _msd.manual_steps("Task08_HepaticVessel")

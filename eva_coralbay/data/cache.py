@@ -1,0 +1,380 @@
+"""The preprocess-once store: standardised volumes as memory-mappable .npy plus a parquet manifest.
+
+Layout under the cache root::
+
+    <task_id>/<profile fingerprint>/
+        manifest.parquet            one row per case (see `MANIFEST_COLUMNS`)
+        profile.json                the profile the arrays were computed with
+        cases/<case>-<sha12>.image.npy   float32 [X, Y, Z]
+        cases/<case>-<sha12>.label.npy   uint8 / int16 [X, Y, Z]
+
+A row is trusted only when its source files still have the recorded size and modification time
+(a cheap stat; `coralbay preprocess` falls back to the sha256 when they differ) and both arrays
+exist with the recorded shape. A new profile gets a new fingerprint folder, so changing the
+preprocessing never reuses old arrays. Every write goes to a temporary name in the same folder,
+is fsynced and then renamed into place, and a case enters the manifest only after both of its
+arrays are in place: a run interrupted at any point leaves nothing a later run trusts wrongly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from eva_coralbay.data.profile import PreprocessingProfile
+
+MANIFEST_NAME = "manifest.parquet"
+PROFILE_NAME = "profile.json"
+CASES_DIR = "cases"
+MANIFEST_COLUMNS = (
+    "case_id",
+    "split",
+    "image_file",
+    "label_file",
+    "shape",
+    "spacing",
+    "affine",
+    "source_files",
+    "source_sizes",
+    "source_mtimes_ns",
+    "source_sha256",
+    "label_voxel_counts",
+    "profile_fingerprint",
+)
+"""The manifest's columns, one row per case."""
+
+_HASH_CHUNK = 1 << 20
+
+
+def default_cache_dir() -> Path:
+    """`$CORALBAY_CACHE` when set, else `~/.cache/coralbay/preprocessed`."""
+    configured = os.environ.get("CORALBAY_CACHE")
+    if configured:
+        return Path(configured)
+    return Path.home() / ".cache" / "coralbay" / "preprocessed"
+
+
+def store_dir(cache_root: Path, task_id: str, profile: PreprocessingProfile) -> Path:
+    """The folder holding one dataset's arrays for one profile."""
+    return Path(cache_root) / task_id / profile.fingerprint()
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceStat:
+    """What a cheap stat says about a case's source files, in order."""
+
+    files: tuple[str, ...]
+    sizes: tuple[int, ...]
+    mtimes_ns: tuple[int, ...]
+
+    @classmethod
+    def of(cls, paths: Sequence[Path]) -> SourceStat:
+        """Stats the files (following symlinks)."""
+        stats = [os.stat(path) for path in paths]
+        return cls(
+            files=tuple(str(Path(path).absolute()) for path in paths),
+            sizes=tuple(stat.st_size for stat in stats),
+            mtimes_ns=tuple(stat.st_mtime_ns for stat in stats),
+        )
+
+
+def sources_sha256(paths: Sequence[Path]) -> str:
+    """One sha256 over the case's source files: the digest of their digests, in order."""
+    outer = hashlib.sha256()
+    for path in paths:
+        inner = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
+                inner.update(chunk)
+        outer.update(inner.digest())
+    return outer.hexdigest()
+
+
+def read_manifest(directory: Path) -> pd.DataFrame | None:
+    """The manifest of a store folder, or None when there is none yet."""
+    import pandas as pd
+
+    path = directory / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    return pd.read_parquet(path)
+
+
+class CacheReader:
+    """Reads standardised cases of one dataset and profile, trusting only fresh rows."""
+
+    def __init__(self, directory: Path, rows: dict[str, dict[str, Any]]) -> None:
+        """Initializes the reader; use `open`."""
+        self._directory = directory
+        self._rows = rows
+
+    @classmethod
+    def open(
+        cls, cache_root: Path, task_id: str, profile: PreprocessingProfile
+    ) -> CacheReader | None:
+        """Opens the store for a dataset and profile; None when nothing was cached."""
+        directory = store_dir(cache_root, task_id, profile)
+        manifest = read_manifest(directory)
+        if manifest is None:
+            return None
+        rows = {str(row["case_id"]): row for row in manifest.to_dict("records")}
+        return cls(directory, rows)
+
+    @property
+    def directory(self) -> Path:
+        """The store folder."""
+        return self._directory
+
+    def is_fresh(self, case_id: str, sources: Sequence[Path]) -> bool:
+        """Whether the store holds the case computed from the sources as they are now."""
+        row = self._rows.get(case_id)
+        if row is None:
+            return False
+        try:
+            stat = SourceStat.of(sources)
+        except OSError:
+            return False
+        return _stat_matches(row, stat) and _arrays_present(self._directory, row)
+
+    def load(
+        self, case_id: str, sources: Sequence[Path]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.integer], npt.NDArray[np.float64]] | None:
+        """The case's memory-mapped image and label and its affine, or None when not fresh."""
+        if not self.is_fresh(case_id, sources):
+            return None
+        row = self._rows[case_id]
+        image = np.load(self._directory / row["image_file"], mmap_mode="r")
+        label = np.load(self._directory / row["label_file"], mmap_mode="r")
+        shape = tuple(int(n) for n in row["shape"])
+        if image.shape != shape or label.shape != shape:
+            return None
+        affine = np.array(row["affine"], dtype=np.float64).reshape(4, 4)  # a writable copy
+        return image, label, affine
+
+
+class PreprocessableDataset(Protocol):
+    """What `preprocess` needs from an adapter (every `SegmentationAdapter` has it)."""
+
+    task_id: ClassVar[str]
+    native_classes: ClassVar[tuple[str, ...]]
+
+    @property
+    def profile(self) -> PreprocessingProfile | None:
+        """The profile to apply."""
+        ...
+
+    @property
+    def cases(self) -> list[Any]:
+        """The cases, each with `case_id`, `split` and `source_files()`."""
+        ...
+
+    def standardise(self, case: Any) -> Any:
+        """Reads and standardises one case (returns `image`, `label`, `affine` arrays)."""
+        ...
+
+
+@dataclasses.dataclass
+class PreprocessReport:
+    """What one `preprocess` run did."""
+
+    directory: Path
+    written: list[str] = dataclasses.field(default_factory=list)
+    reused: list[str] = dataclasses.field(default_factory=list)
+    rehashed: list[str] = dataclasses.field(default_factory=list)
+    removed_files: list[str] = dataclasses.field(default_factory=list)
+
+
+def preprocess(
+    dataset: PreprocessableDataset,
+    cache_root: Path,
+    on_case: Callable[[str, str], None] | None = None,
+) -> PreprocessReport:
+    """Standardises every case of a configured dataset once and stores it.
+
+    Cases whose sources are unchanged are skipped (stat first; sha256 when the stat differs);
+    changed or new ones are recomputed. The manifest is rewritten atomically after each case, so
+    the work done survives an interruption.
+
+    Args:
+        dataset: A configured (and validated) adapter with a profile.
+        cache_root: The cache root folder.
+        on_case: Called with (case id, "written" / "reused" / "rehashed") after each case.
+
+    Returns:
+        The report of the run.
+
+    Raises:
+        ValueError: When the dataset has no profile (raw volumes are not cached).
+    """
+    import pandas as pd
+
+    profile = dataset.profile
+    if profile is None:
+        raise ValueError("only standardised volumes are cached: the dataset needs a profile")
+    directory = store_dir(cache_root, dataset.task_id, profile)
+    (directory / CASES_DIR).mkdir(parents=True, exist_ok=True)
+    report = PreprocessReport(directory)
+    with _locked(directory):
+        _write_atomic(
+            directory / PROFILE_NAME,
+            lambda handle: handle.write(
+                json.dumps(
+                    {"fingerprint": profile.fingerprint(), **profile.to_dict()}, indent=2
+                ).encode()
+            ),
+        )
+        manifest = read_manifest(directory)
+        rows: dict[str, dict[str, Any]] = (
+            {} if manifest is None else {str(r["case_id"]): r for r in manifest.to_dict("records")}
+        )
+        for case in dataset.cases:
+            sources = case.source_files()
+            stat = SourceStat.of(sources)
+            row = rows.get(case.case_id)
+            outcome = "written"
+            if row is not None and _arrays_present(directory, row):
+                if _stat_matches(row, stat):
+                    outcome = "reused"
+                elif row["source_sha256"] == sources_sha256(sources):
+                    outcome = "rehashed"
+            if outcome == "written":
+                rows[case.case_id] = _write_case(
+                    directory, dataset, case, stat, sources_sha256(sources), profile
+                )
+            elif outcome == "rehashed" or row["split"] != case.split:  # type: ignore[index]
+                rows[case.case_id] = {**row, **_stat_columns(stat), "split": case.split}  # type: ignore[dict-item]
+            getattr(report, outcome).append(case.case_id)
+            if outcome != "reused":
+                _write_manifest(
+                    directory, pd.DataFrame(list(rows.values()), columns=MANIFEST_COLUMNS)
+                )
+            if on_case is not None:
+                on_case(case.case_id, outcome)
+        if manifest is None and not rows:
+            _write_manifest(directory, pd.DataFrame([], columns=MANIFEST_COLUMNS))
+        report.removed_files = _remove_unreferenced(directory, rows.values())
+    return report
+
+
+def _write_case(
+    directory: Path,
+    dataset: PreprocessableDataset,
+    case: Any,
+    stat: SourceStat,
+    sha256: str,
+    profile: PreprocessingProfile,
+) -> dict[str, Any]:
+    standard = dataset.standardise(case)
+    stem = f"{CASES_DIR}/{_safe_name(case.case_id)}-{sha256[:12]}"
+    image_file, label_file = f"{stem}.image.npy", f"{stem}.label.npy"
+    image = np.ascontiguousarray(standard.image, dtype=np.float32)
+    label = np.ascontiguousarray(standard.label)
+    _write_atomic(directory / image_file, lambda handle: np.save(handle, image))
+    _write_atomic(directory / label_file, lambda handle: np.save(handle, label))
+    affine = np.asarray(standard.affine, dtype=np.float64)
+    counts = np.bincount(label.ravel().astype(np.int64), minlength=len(dataset.native_classes))
+    return {
+        "case_id": case.case_id,
+        "split": case.split,
+        "image_file": image_file,
+        "label_file": label_file,
+        "shape": [int(n) for n in image.shape],
+        "spacing": [float(s) for s in np.linalg.norm(affine[:3, :3], axis=0)],
+        "affine": [float(v) for v in affine.ravel()],
+        **_stat_columns(stat),
+        "source_sha256": sha256,
+        "label_voxel_counts": [int(n) for n in counts],
+        "profile_fingerprint": profile.fingerprint(),
+    }
+
+
+def _stat_columns(stat: SourceStat) -> dict[str, list[Any]]:
+    return {
+        "source_files": list(stat.files),
+        "source_sizes": list(stat.sizes),
+        "source_mtimes_ns": list(stat.mtimes_ns),
+    }
+
+
+def _stat_matches(row: dict[str, Any], stat: SourceStat) -> bool:
+    return (
+        [str(f) for f in row["source_files"]] == list(stat.files)
+        and [int(n) for n in row["source_sizes"]] == list(stat.sizes)
+        and [int(n) for n in row["source_mtimes_ns"]] == list(stat.mtimes_ns)
+    )
+
+
+def _arrays_present(directory: Path, row: dict[str, Any]) -> bool:
+    return (directory / row["image_file"]).is_file() and (directory / row["label_file"]).is_file()
+
+
+def _write_manifest(directory: Path, frame: pd.DataFrame) -> None:
+    _write_atomic(directory / MANIFEST_NAME, lambda handle: frame.to_parquet(handle, index=False))
+
+
+def _write_atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Writes via a temporary file in the same folder, fsyncs it, then renames it over `path`."""
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:  # some platforms cannot open folders; the rename is still atomic
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _remove_unreferenced(directory: Path, rows: Any) -> list[str]:
+    """Deletes arrays no manifest row points to (left by interrupted or superseded runs)."""
+    referenced = {row[key] for row in rows for key in ("image_file", "label_file")}
+    removed = []
+    for path in sorted((directory / CASES_DIR).iterdir()):
+        relative = f"{CASES_DIR}/{path.name}"
+        if relative not in referenced:
+            path.unlink()
+            removed.append(relative)
+    return removed
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    from filelock import FileLock
+
+    with FileLock(str(directory / ".lock")):
+        yield
+
+
+def _safe_name(case_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in case_id)

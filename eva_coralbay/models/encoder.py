@@ -1,0 +1,199 @@
+"""CoralBayEncoder: eva's `SwinUNETREncoder` interface and state_dict on the fast 3D Swin."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from monai.inferers.inferer import Inferer
+from monai.networks.blocks import unetr_block
+from torch import nn
+from typing_extensions import override
+
+from eva_coralbay.models import swin3d
+from eva_coralbay.models.config import EncoderConfig
+from eva_coralbay.models.conv_blocks import run_unetr_block
+
+SIZE_MULTIPLE = 2 ** (1 + len(swin3d.DEPTHS))
+"""Spatial sizes must be multiples of this: the patch embedding and four merges halve them."""
+
+EmbeddingsType = Literal["multiscale", "head"]
+
+
+def check_spatial_shape(shape: torch.Size | tuple[int, ...]) -> None:
+    """Rejects a (B, C, D, H, W) shape whose spatial sizes are not multiples of 32.
+
+    Raises:
+        ValueError: Naming the shape and, per offending dimension, the nearest valid sizes.
+    """
+    if len(shape) != 5:
+        raise ValueError(f"expected a 5D input (B, C, D, H, W), got shape {tuple(shape)}")
+    problems = []
+    for name, size in zip("DHW", shape[2:], strict=True):
+        if size % SIZE_MULTIPLE:
+            below = size // SIZE_MULTIPLE * SIZE_MULTIPLE
+            above = below + SIZE_MULTIPLE
+            nearest = f"{below} or {above}" if below else f"{above}"
+            problems.append(f"{name}={size} (nearest valid: {nearest})")
+    if problems:
+        raise ValueError(
+            f"input shape {tuple(shape)}: spatial sizes must be multiples of {SIZE_MULTIPLE}; "
+            + ", ".join(problems)
+        )
+
+
+def _unetr_block(in_channels: int, out_channels: int) -> unetr_block.UnetrBasicBlock:
+    """The residual UNETR conv block eva's `SwinUNETREncoder` puts on each skip connection."""
+    return unetr_block.UnetrBasicBlock(
+        spatial_dims=3,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        kernel_size=3,
+        stride=1,
+        norm_name="instance",
+        res_block=True,
+    )
+
+
+class CoralBayEncoder(nn.Module):
+    """A SwinUNETR-style encoder with eva's `SwinUNETREncoder` interface, numerics and weights.
+
+    Its state_dict has exactly the keys and shapes of eva's
+    `SwinUNETREncoder(feature_size=F, use_v2=...)`, so one checkpoint loads strictly into either.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        feature_size: int = 48,
+        out_indices: int | None = None,
+        inferer: Inferer | None = None,
+        embeddings_type: EmbeddingsType = "multiscale",
+        use_v2: bool = True,
+    ) -> None:
+        """Builds the encoder.
+
+        Args:
+            in_channels: Input channels.
+            feature_size: Channels F of the first stage; must be a multiple of 12.
+            out_indices: None to return the embedding from `forward`; otherwise the number of
+                feature maps (counted from the deepest) `forward` returns.
+            inferer: A MONAI inferer (e.g. sliding window) used for features in eval mode.
+            embeddings_type: "multiscale" (24F pooled multi-scale features) or "head" (16F
+                pooled deepest map).
+            use_v2: Whether each Swin stage starts with SwinUNETR-v2's residual conv block.
+        """
+        super().__init__()
+        self._config = EncoderConfig(
+            feature_size=feature_size, use_v2=use_v2, in_channels=in_channels
+        )
+        if embeddings_type not in ("multiscale", "head"):
+            raise ValueError(
+                f"embeddings_type must be 'multiscale' or 'head', got {embeddings_type!r}"
+            )
+        self._out_indices = out_indices
+        self._inferer = inferer
+        self._embeddings_type: EmbeddingsType = embeddings_type
+
+        self.swinViT = swin3d.SwinTransformer3D(in_channels, feature_size, use_v2)
+        self.encoder1 = _unetr_block(in_channels, feature_size)
+        self.encoder2 = _unetr_block(feature_size, feature_size)
+        self.encoder3 = _unetr_block(2 * feature_size, 2 * feature_size)
+        self.encoder4 = _unetr_block(4 * feature_size, 4 * feature_size)
+        self.encoder10 = _unetr_block(16 * feature_size, 16 * feature_size)
+        self._pool_op = nn.AdaptiveAvgPool3d(output_size=(1, 1, 1))
+
+    @classmethod
+    def from_config(cls, config: EncoderConfig, **kwargs: Any) -> CoralBayEncoder:
+        """Builds the encoder a `config.json` describes.
+
+        Args:
+            config: The architecture (feature size, v1/v2, input channels).
+            **kwargs: Further constructor arguments (`out_indices`, `inferer`,
+                `embeddings_type`).
+        """
+        return cls(
+            in_channels=config.in_channels,
+            feature_size=config.feature_size,
+            use_v2=config.use_v2,
+            **kwargs,
+        )
+
+    @property
+    def config(self) -> EncoderConfig:
+        """The architecture as stored in `config.json`."""
+        return self._config
+
+    @property
+    def feature_size(self) -> int:
+        """Channels F of the first stage."""
+        return self._config.feature_size
+
+    @property
+    def use_v2(self) -> bool:
+        """Whether the Swin stages have SwinUNETR-v2's residual conv blocks."""
+        return self._config.use_v2
+
+    @property
+    def embedding_dim(self) -> int:
+        """Length of `forward_embeddings`' vectors: 24F (multiscale) or 16F (head)."""
+        if self._embeddings_type == "head":
+            return 16 * self.feature_size
+        return self._config.embedding_dim
+
+    def _forward_features(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+        """The six feature maps of one network pass (no inferer)."""
+        check_spatial_shape(tensor.shape)
+        hidden_states = self.swinViT(tensor)
+        enc0 = run_unetr_block(self.encoder1, tensor)
+        enc1 = run_unetr_block(self.encoder2, hidden_states[0])
+        enc2 = run_unetr_block(self.encoder3, hidden_states[1])
+        enc3 = run_unetr_block(self.encoder4, hidden_states[2])
+        dec4 = run_unetr_block(self.encoder10, hidden_states[4])
+        return [enc0, enc1, enc2, enc3, hidden_states[3], dec4]
+
+    def forward_features(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+        """Computes the feature maps enc0, enc1, enc2, enc3, hid3 and dec4.
+
+        In eval mode with an inferer, the inferer runs the network (e.g. sliding windows).
+
+        Args:
+            tensor: Input of shape (B, C, D, H, W).
+
+        Raises:
+            ValueError: When a network input's spatial sizes are not multiples of 32.
+        """
+        if not self.training and self._inferer:
+            return self._inferer(inputs=tensor, network=self._forward_features)  # type: ignore[return-value]
+        return self._forward_features(tensor)
+
+    def forward_encoders(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Concatenates the pooled enc0, enc1, enc2, enc3 and dec4 maps: (B, 24F)."""
+        pooled = [torch.flatten(self._pool_op(f), 1) for f in features[:4] + features[5:]]
+        return torch.cat(pooled, dim=1)
+
+    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Pools the deepest feature map: (B, 16F)."""
+        return torch.flatten(self._pool_op(features[-1]), 1)
+
+    def forward_embeddings(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Computes the embedding chosen by `embeddings_type`."""
+        features = self.forward_features(tensor)
+        if self._embeddings_type == "head":
+            return self.forward_head(features)
+        return self.forward_encoders(features)
+
+    def forward_intermediates(
+        self, tensor: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Returns the multi-scale embedding and the six feature maps (as eva does)."""
+        features = self.forward_features(tensor)
+        return self.forward_encoders(features), features
+
+    @override
+    def forward(self, tensor: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """The embedding when `out_indices` is None, else the last `out_indices` feature maps."""
+        if self._out_indices is None:
+            return self.forward_embeddings(tensor)
+        features = self.forward_features(tensor)
+        return features[-1 * self._out_indices :]
