@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from eva_coralbay.models.config import EncoderConfig
+from eva_coralbay.models.encoder import CoralBayEncoder
 
 
-def build_encoder(config: EncoderConfig) -> nn.Module:
+def build_encoder(config: EncoderConfig) -> CoralBayEncoder:
     """Builds an untrained CoralBay encoder (eva's `SwinUNETREncoder` interface and state_dict).
 
     Args:
         config: Feature size, v1/v2 variant and input channels.
     """
-    from eva.vision.models.networks.backbones.radiology import SwinUNETREncoder
-
-    return SwinUNETREncoder(
-        in_channels=config.in_channels,
-        feature_size=config.feature_size,
-        use_v2=config.use_v2,
-    )
+    return CoralBayEncoder.from_config(config)
 
 
-def multiscale_embedding(encoder: nn.Module, crops: torch.Tensor) -> torch.Tensor:
-    """The concatenated multi-scale embedding (B, 24·F) of a batch of crops (B, C, D, H, W)."""
-    return encoder.forward_encoders(encoder.forward_features(crops))  # type: ignore[operator]
+def multiscale_embedding(encoder: CoralBayEncoder, crops: torch.Tensor) -> torch.Tensor:
+    """The concatenated multi-scale embedding (B, 24·F) of a batch of crops (B, C, X, Y, Z)."""
+    return encoder.forward_encoders(encoder.forward_features(crops))

@@ -13,6 +13,7 @@ from torch import nn
 from typing_extensions import override
 
 from eva_coralbay.models.config import EncoderConfig
+from eva_coralbay.models.encoder import CoralBayEncoder
 from eva_coralbay.pretraining import losses
 from eva_coralbay.pretraining.backbone import build_encoder, multiscale_embedding
 from eva_coralbay.pretraining.config import PretrainConfig
@@ -23,11 +24,11 @@ from eva_coralbay.pretraining.schedules import CosineSchedule, LinearWarmup
 class DINOBranch(nn.Module):
     """An encoder and a projection head: crops -> (multi-scale embedding, prototype scores)."""
 
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+    def __init__(self, backbone: CoralBayEncoder, head: DINOHead) -> None:
         """Pairs the two.
 
         Args:
-            backbone: A CoralBay encoder (eva's `SwinUNETREncoder` interface).
+            backbone: A CoralBay encoder.
             head: The projection head on the 24·F embedding.
         """
         super().__init__()
@@ -189,9 +190,7 @@ class DINOPretraining(L.LightningModule):
     def on_after_backward(self) -> None:
         if self.global_step < self.config.optim.freeze_last_layer_steps:
             # DINO: the prototypes stay put while the rest of the network settles.
-            head = self.student.head
-            assert isinstance(head, DINOHead)
-            for parameter in head.last_layer.parameters():
+            for parameter in self.student.head.last_layer.parameters():
                 parameter.grad = None
 
     @override

@@ -34,7 +34,7 @@ _CACHE_VERSION = 1
 
 
 class ScanError(ValueError):
-    """A scan that cannot be used for pretraining; the message names the file."""
+    """Pretraining data that cannot be used; the message names the scan, folder or manifest."""
 
 
 def _read_standardised(path: pathlib.Path, profile: PreprocessingProfile) -> np.ndarray:
@@ -63,17 +63,17 @@ def find_scans(sources: Iterable[str | os.PathLike[str]]) -> list[pathlib.Path]:
 
     Raises:
         FileNotFoundError: When a source does not exist or a glob matches nothing.
-        ValueError: When nothing in the sources is a scan, or a manifest is malformed.
+        ScanError: When nothing in the sources is a scan, or a manifest is malformed.
     """
     sources = [os.fspath(source) for source in sources]
     if not sources:
-        raise ValueError("no pretraining data given: pass --data PATH... or set data.paths")
+        raise ScanError("no pretraining data given: pass --data PATH... or set data.paths")
     scans: dict[pathlib.Path, None] = {}
     for source in sources:
         for scan in _expand(source):
             scans.setdefault(scan, None)
     if not scans:
-        raise ValueError(
+        raise ScanError(
             f"no CT scans found in {sources} (looked for {', '.join(SCAN_SUFFIXES)} files and "
             "DICOM series folders)"
         )
@@ -137,14 +137,14 @@ def _read_manifest(path: pathlib.Path) -> list[str]:
         try:
             table = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
         except Exception as error:
-            raise ValueError(f"{path}: cannot read the manifest ({error})") from error
+            raise ScanError(f"{path}: cannot read the manifest ({error})") from error
         if "path" not in table.columns:
-            raise ValueError(
+            raise ScanError(
                 f"{path}: a manifest needs a 'path' column, found {list(table.columns)}"
             )
         entries = [str(entry) for entry in table["path"].dropna()]
     if not entries:
-        raise ValueError(f"{path}: the manifest lists no scans")
+        raise ScanError(f"{path}: the manifest lists no scans")
     return [str(path.parent / entry) for entry in entries]
 
 
