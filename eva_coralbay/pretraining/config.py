@@ -137,6 +137,10 @@ class CropConfig:
     local_zoom: list[float] = dataclasses.field(default_factory=lambda: [0.4, 0.8])
     """Range of the region side / crop side ratio of local crops (< 1 zooms in)."""
 
+    view_spread: float = 0.25
+    """Each view's centre lies within this fraction of the global crop size from the sample's
+    anchor (per axis), so that all views of a sample overlap."""
+
     foreground_hu: float = -500.0
     """Voxels above this HU are body; crop centres are drawn from body voxels."""
 
@@ -185,6 +189,8 @@ class CropConfig:
             bounds = getattr(self, name)
             if len(bounds) != 2 or not 0 < bounds[0] <= bounds[1]:
                 raise ValueError(f"crops.{name} must be [low, high] with 0 < low <= high: {bounds}")
+        if self.view_spread < 0:
+            raise ValueError(f"crops.view_spread must be >= 0, got {self.view_spread}")
         if self.num_local < 0:
             raise ValueError(f"crops.num_local must be >= 0, got {self.num_local}")
 

@@ -43,10 +43,11 @@ class CropKind:
 
 
 class MultiCrop:
-    """Cuts 2 global and N local views from a scan, each at a random body position and scale.
+    """Cuts 2 global and N local overlapping views around a random body position of a scan.
 
-    Each view: a cube of side `size * zoom` voxels centred on a random body voxel (HU above the
-    threshold), resized to `size` (so its spacing is the profile's times `zoom`), mapped to
+    Per sample, an anchor is drawn among the body voxels (HU above the threshold); each view is a
+    region of `size * zoom` voxels centred within `view_spread` global-crop sides of the anchor
+    (so the views overlap), resized to `size` (its spacing is the profile's times `zoom`), mapped to
     [0, 1] through a randomly shifted and scaled HU window, flipped, rotated by multiples of 90°
     in the axial plane and jittered in intensity.
     """
@@ -103,13 +104,33 @@ class MultiCrop:
         """Returns `{"global": [2 views], "local": [num_local views]}`, each (1, X, Y, Z)."""
         for transform in self._randomized:
             transform.set_random_state(state=rng)
-        return {
-            "global": [self.view(scan, self.global_kind, rng) for _ in range(2)],
-            "local": [self.view(scan, self.local_kind, rng) for _ in range(self.config.num_local)],
-        }
+        # All views of a sample look at one neighbourhood (like DINO's crops of one image):
+        # independent positions would only teach the encoder which scan a crop comes from.
+        anchor = body_voxel(scan, rng)
+        spread = self.config.view_spread * np.asarray(self.global_kind.size, dtype=np.float64)
+        kinds = [self.global_kind] * 2 + [self.local_kind] * self.config.num_local
+        views = []
+        for kind in kinds:
+            offset = np.rint(rng.uniform(-spread, spread)).astype(int)
+            views.append(self.view(scan, kind, rng, centre=anchor + offset))
+        return {"global": views[:2], "local": views[2:]}
 
-    def view(self, scan: StoredScan, kind: CropKind, rng: np.random.RandomState) -> MetaTensor:
-        """Cuts and augments one view of `kind`; its affine records the resulting spacing."""
+    def view(
+        self,
+        scan: StoredScan,
+        kind: CropKind,
+        rng: np.random.RandomState,
+        centre: np.ndarray | None = None,
+    ) -> MetaTensor:
+        """Cuts and augments one view of `kind`; its affine records the resulting spacing.
+
+        Args:
+            scan: The standardised scan.
+            kind: Global or local.
+            rng: The sample's random state.
+            centre: Voxel the view is centred on (moved inwards where the view would leave the
+                scan); a random body voxel when None.
+        """
         shape = np.asarray(scan.volume.shape)
         size = np.asarray(kind.size)
         zoom_high = kind.zoom[1]
@@ -124,7 +145,9 @@ class MultiCrop:
                 )
         zoom = rng.uniform(low=kind.zoom[0], high=zoom_high)
         region = np.maximum(1, np.rint(size * zoom).astype(int))
-        start = _region_start(scan, region, rng)
+        if centre is None:
+            centre = body_voxel(scan, rng)
+        start = _region_start(np.asarray(scan.volume.shape), centre, region)
         hu = _extract(scan.volume, start, region)
         spacing = np.asarray(self.profile.spacing, dtype=np.float64)
         affine = np.diag([*spacing, 1.0])
@@ -161,14 +184,18 @@ def _triple(values: Iterable[int]) -> tuple[int, int, int]:
     return x, y, z
 
 
-def _region_start(scan: StoredScan, region: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
-    """Start corner of a cube centred near a random body voxel, kept inside the scan if it fits."""
+def body_voxel(scan: StoredScan, rng: np.random.RandomState) -> np.ndarray:
+    """A random voxel of the scan's body (HU above the foreground threshold)."""
     shape = np.asarray(scan.volume.shape)
     stride = scan.cell_stride
     coarse_shape = -(-shape // stride)
     cell = scan.foreground_cells[rng.randint(len(scan.foreground_cells))]
-    centre = np.asarray(np.unravel_index(cell, tuple(coarse_shape))) * stride
-    centre = np.minimum(centre + rng.randint(0, stride, size=3), shape - 1)
+    voxel = np.asarray(np.unravel_index(cell, tuple(coarse_shape))) * stride
+    return np.minimum(voxel + rng.randint(0, stride, size=3), shape - 1)
+
+
+def _region_start(shape: np.ndarray, centre: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Start corner of a region centred on `centre`, kept inside the scan where it fits."""
     start = centre - region // 2
     low = np.minimum(0, shape - region)
     high = np.maximum(0, shape - region)

@@ -108,6 +108,29 @@ def test_views_are_drawn_around_the_body() -> None:
     assert (volume > -500).mean() < 0.02
 
 
+def _world_centre(view: torch.Tensor) -> np.ndarray:
+    affine = np.asarray(view.affine)  # type: ignore[attr-defined]
+    return (affine @ np.append((np.asarray(view.shape[1:]) - 1) / 2, 1.0))[:3]
+
+
+@pytest.mark.parametrize("spread", [0.0, 0.25])
+def test_views_of_a_sample_overlap_around_one_anchor(spread: float) -> None:
+    volume = np.full((200, 200, 200), -1000, dtype=np.int16)
+    volume[60:140, 60:140, 60:140] = 40
+    config = CropConfig(global_size=64, local_size=64, num_local=3, view_spread=spread)
+    multi_crop = MultiCrop(config, PROFILE)
+    scan = _stored(volume)
+    anchors = []
+    for seed in range(4):
+        views = multi_crop(scan, np.random.RandomState(seed))
+        centres = np.stack([_world_centre(view) for view in views["global"] + views["local"]])
+        # Flips, rotations and resizing keep each view's centre where it was cut.
+        extent = np.ptp(centres, axis=0)
+        assert (extent <= 2 * spread * 64 * 1.5 + 1.5).all()
+        anchors.append(centres.mean(axis=0))
+    assert np.ptp(np.stack(anchors), axis=0).max() > 10  # samples move around the body
+
+
 def test_same_seed_same_views_different_seed_different_views(real_scan: StoredScan) -> None:
     multi_crop = MultiCrop(CropConfig(global_size=64, num_local=1, local_size=64), PROFILE)
     first = multi_crop(real_scan, np.random.RandomState(7))
