@@ -48,6 +48,11 @@ class HeadConfig:
     norm_last_layer: bool = True
     """Whether the prototypes' weight-norm magnitude stays fixed at 1 (DINO's stabiliser)."""
 
+    use_bn: bool = False
+    """Batch-normalise the MLP's hidden layers (DINO's `use_bn_in_head`; synchronised across
+    processes). Pooled multi-scale embeddings differ little between crops, and without it a
+    small-batch run can drift to uniform teacher outputs."""
+
 
 @dataclasses.dataclass
 class LossConfig:
@@ -299,6 +304,14 @@ class PretrainConfig:
     crops: CropConfig = dataclasses.field(default_factory=CropConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        """Rejects batch-normalised heads that would see a single crop."""
+        if self.head.use_bn and self.data.batch_size * min(2, self.crops.num_local or 2) < 2:
+            raise ValueError(
+                "head.use_bn needs at least 2 crops per forward pass: raise data.batch_size or "
+                "crops.num_local"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the config as plain Python containers (for YAML and checkpoints)."""

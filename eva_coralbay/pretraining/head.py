@@ -22,6 +22,7 @@ class DINOHead(nn.Module):
         bottleneck_dim: int = 256,
         num_layers: int = 3,
         norm_last_layer: bool = True,
+        use_bn: bool = False,
     ) -> None:
         """Builds the head.
 
@@ -32,11 +33,13 @@ class DINOHead(nn.Module):
             bottleneck_dim: Width of the bottleneck.
             num_layers: Linear layers in the MLP (at least 1).
             norm_last_layer: Whether the prototypes' magnitude stays fixed at 1.
+            use_bn: Batch-normalise the hidden layers (DINO's `use_bn_in_head`, for backbones
+                whose embeddings differ little between inputs).
         """
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        self.mlp = _mlp(in_dim, hidden_dim, bottleneck_dim, num_layers)
+        self.mlp = _mlp(in_dim, hidden_dim, bottleneck_dim, num_layers, use_bn)
         self.apply(_init_weights)
         self.last_layer = parametrizations.weight_norm(
             nn.Linear(bottleneck_dim, out_dim, bias=False)
@@ -59,12 +62,15 @@ class DINOHead(nn.Module):
         return self.last_layer(bottleneck)
 
 
-def _mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int) -> nn.Module:
+def _mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int, use_bn: bool) -> nn.Module:
     if num_layers == 1:
         return nn.Linear(in_dim, out_dim)
-    layers: list[nn.Module] = [nn.Linear(in_dim, hidden_dim), nn.GELU()]
-    for _ in range(num_layers - 2):
-        layers += [nn.Linear(hidden_dim, hidden_dim), nn.GELU()]
+    layers: list[nn.Module] = []
+    for width_in in [in_dim] + [hidden_dim] * (num_layers - 2):
+        layers.append(nn.Linear(width_in, hidden_dim))
+        if use_bn:
+            layers.append(nn.BatchNorm1d(hidden_dim))
+        layers.append(nn.GELU())
     layers.append(nn.Linear(hidden_dim, out_dim))
     return nn.Sequential(*layers)
 

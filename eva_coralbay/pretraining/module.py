@@ -75,6 +75,7 @@ class DINOPretraining(L.LightningModule):
                 bottleneck_dim=head.bottleneck_dim,
                 num_layers=head.num_layers,
                 norm_last_layer=head.norm_last_layer,
+                use_bn=head.use_bn,
             ),
         )
         self.teacher = copy.deepcopy(self.student)

@@ -102,6 +102,7 @@ def build_trainer(config: PretrainConfig, extra_callbacks: Sequence[L.Callback] 
         max_steps=trainer_config.max_steps,
         max_epochs=-1,
         gradient_clip_val=config.optim.clip_grad,
+        sync_batchnorm=config.head.use_bn,
         gradient_clip_algorithm="norm",
         log_every_n_steps=trainer_config.log_every_n_steps,
         callbacks=callbacks,

@@ -61,6 +61,10 @@ def test_non_cubic_crops_are_accepted_when_rot90_keeps_their_shape() -> None:
 def test_invalid_loss_and_batch_settings_are_rejected() -> None:
     with pytest.raises(ValueError, match=r"centering"):
         PretrainConfig.from_dict({"loss": {"centering": "mean"}})
+    with pytest.raises(ValueError, match=r"use_bn"):
+        PretrainConfig.from_dict(
+            {"head": {"use_bn": True}, "data": {"batch_size": 1}, "crops": {"num_local": 1}}
+        )
     with pytest.raises(ValueError, match=r"samples_per_epoch"):
         PretrainConfig.from_dict({"data": {"batch_size": 8, "samples_per_epoch": 4}})
 

@@ -67,3 +67,13 @@ def test_dino_head_magnitude_trains_without_norm_last_layer() -> None:
 def test_dino_head_with_one_layer_maps_straight_to_the_bottleneck() -> None:
     head = DINOHead(in_dim=12, out_dim=8, bottleneck_dim=4, num_layers=1)
     assert isinstance(head.mlp, torch.nn.Linear) and head.mlp.out_features == 4
+
+
+def test_dino_head_with_batch_norm_normalises_hidden_layers_over_the_batch() -> None:
+    head = DINOHead(in_dim=12, out_dim=8, hidden_dim=16, bottleneck_dim=4, use_bn=True)
+    norms = [layer for layer in head.mlp if isinstance(layer, torch.nn.BatchNorm1d)]
+    assert len(norms) == 2
+    # Nearly identical inputs still give distinct outputs once normalised over the batch.
+    inputs = torch.ones(6, 12) + 1e-3 * torch.randn(6, 12)
+    plain = DINOHead(in_dim=12, out_dim=8, hidden_dim=16, bottleneck_dim=4)
+    assert head(inputs).std(dim=0).mean() > 10 * plain(inputs).std(dim=0).mean()
