@@ -25,7 +25,6 @@ import resource
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +68,27 @@ def _cpu_seconds() -> float:
     return sum(item.ru_utime + item.ru_stime for item in usage)
 
 
-def pretrain(workdir: Path, minutes: float, overrides: list[str]) -> dict[str, Any]:
-    """Runs the CPU pretraining, stopped by `max_steps` or after `minutes`, whichever is first."""
-    from lightning.pytorch.callbacks import Timer
+class _CPUBudget:
+    """Stops training once the process has used `seconds` of CPU time since `started`."""
 
+    def __init__(self, seconds: float, started: float) -> None:
+        import lightning as L
+
+        budget, start = seconds, started
+
+        class Callback(L.Callback):
+            def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+                if _cpu_seconds() - start >= budget:
+                    trainer.should_stop = True
+
+        self.callback = Callback()
+
+
+def pretrain(workdir: Path, cpu_minutes: float, overrides: list[str]) -> dict[str, Any]:
+    """Runs the CPU pretraining until `trainer.max_steps` or `cpu_minutes` of CPU time.
+
+    The CPU time counts everything from reading the scans on, in this process and its children.
+    """
     from eva_coralbay.pretraining.config import load_config
     from eva_coralbay.pretraining.train import run_pretraining
 
@@ -86,8 +102,8 @@ def pretrain(workdir: Path, minutes: float, overrides: list[str]) -> dict[str, A
         ],
     )
     started, cpu_started = time.perf_counter(), _cpu_seconds()
-    timer = Timer(duration=timedelta(minutes=minutes), interval="step")
-    checkpoint = run_pretraining(config, fresh=True, extra_callbacks=[timer])
+    budget = _CPUBudget(cpu_minutes * 60, cpu_started)
+    checkpoint = run_pretraining(config, fresh=True, extra_callbacks=[budget.callback])
     return {
         "config": config,
         "checkpoint": checkpoint,
@@ -117,7 +133,9 @@ def probe_patches(patch: tuple[int, int, int], per_class: int, seed: int) -> dic
         patches, targets = [], []
         for target, members in enumerate(CLASSES.values()):
             voxels = np.argwhere(np.isin(label_map, [ids[member] for member in members]))
-            chosen = voxels[rng.choice(len(voxels), size=min(per_class, len(voxels)), replace=False)]
+            chosen = voxels[
+                rng.choice(len(voxels), size=min(per_class, len(voxels)), replace=False)
+            ]
             for centre in chosen:
                 patches.append(_patch(volume, centre, patch, air))
                 targets.append(target)
@@ -156,10 +174,8 @@ def embed(encoder: Any, patches: Any, batch_size: int = 8) -> np.ndarray:
     return torch.cat(chunks).numpy()
 
 
-def probe(
-    features: dict[str, np.ndarray], targets: dict[str, np.ndarray]
-) -> dict[str, float]:
-    """Balanced accuracy of logistic regression and k-NN, trained on one scan, tested on the other."""
+def probe(features: dict[str, np.ndarray], targets: dict[str, np.ndarray]) -> dict[str, float]:
+    """Balanced accuracy of logistic regression and k-NN fit on one scan, tested on the other."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.neighbors import KNeighborsClassifier
@@ -234,7 +250,9 @@ def plot(metrics_csv: Path, figure: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="benchmarks.pretraining_probe", description=__doc__)
-    parser.add_argument("--minutes", type=float, default=10.0, help="pretraining wall-clock cap")
+    parser.add_argument(
+        "--cpu-minutes", type=float, default=10.0, help="pretraining CPU-time cap (all threads)"
+    )
     parser.add_argument("--workdir", type=Path, help="run folder (default: a temporary one)")
     parser.add_argument("--per-class", type=int, default=40, help="patches per organ per scan")
     parser.add_argument("--probe-seeds", type=int, default=3, help="patch-sampling seeds")
@@ -248,13 +266,17 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="coralbay-probe-"))
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads; workdir {workdir}")
-    run = pretrain(workdir, args.minutes, args.overrides)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; workdir {workdir}"
+    )
+    run = pretrain(workdir, args.cpu_minutes, args.overrides)
     config = run["config"]
     final = torch.load(run["checkpoint"], map_location="cpu", weights_only=True)
-    print(f"pretrained {final['global_step']} steps in {run['wall_s'] / 60:.1f} min wall, "
-          f"{run['cpu_s'] / 60:.1f} CPU-min")
+    print(
+        f"pretrained {final['global_step']} steps in {run['wall_s'] / 60:.1f} min wall, "
+        f"{run['cpu_s'] / 60:.1f} CPU-min"
+    )
     metrics_csv = sorted((workdir / "run" / "csv").glob("version_*/metrics.csv"))[-1]
     signals = plot(metrics_csv, args.figure)
 
@@ -268,13 +290,18 @@ def main(argv: list[str] | None = None) -> None:
         for name, encoder in encoders.items():
             features = {scan: embed(encoder, patches) for scan, (patches, _) in data.items()}
             results[name].append(probe(features, targets))
-    print(f"probe: {len(CLASSES)} organs, patches {patch} voxels, "
-          f"{sum(len(t) for t in targets.values())} patches per seed, "
-          f"{time.perf_counter() - started:.0f} s")
+    print(
+        f"probe: {len(CLASSES)} organs, patches {patch} voxels, "
+        f"{sum(len(t) for t in targets.values())} patches per seed, "
+        f"{time.perf_counter() - started:.0f} s"
+    )
 
     summary = {
         name: {
-            metric: (float(np.mean([r[metric] for r in runs])), float(np.std([r[metric] for r in runs])))
+            metric: (
+                float(np.mean([r[metric] for r in runs])),
+                float(np.std([r[metric] for r in runs])),
+            )
             for metric in ("logistic", "knn")
         }
         for name, runs in results.items()

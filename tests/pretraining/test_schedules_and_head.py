@@ -71,7 +71,7 @@ def test_dino_head_with_one_layer_maps_straight_to_the_bottleneck() -> None:
 
 def test_dino_head_with_batch_norm_normalises_hidden_layers_over_the_batch() -> None:
     head = DINOHead(in_dim=12, out_dim=8, hidden_dim=16, bottleneck_dim=4, use_bn=True)
-    norms = [layer for layer in head.mlp if isinstance(layer, torch.nn.BatchNorm1d)]
+    norms = [layer for layer in head.mlp.modules() if isinstance(layer, torch.nn.BatchNorm1d)]
     assert len(norms) == 2
     # Nearly identical inputs still give distinct outputs once normalised over the batch.
     inputs = torch.ones(6, 12) + 1e-3 * torch.randn(6, 12)
