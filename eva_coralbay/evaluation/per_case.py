@@ -26,16 +26,17 @@ COLUMNS = [
     "dataloader",
     "case_id",
     "class_index",
-    "class_name",
+    "class",
     "metric",
     "score",
     "predicted_index",
 ]
-"""The columns of a per-case score table.
+"""The columns of a per-case score table (the leaderboard's per-case format: `case_id`, `class`,
+`score`, with `run` and `stage`).
 
 Segmentation: one row per (run, stage, case, foreground class), metric "dice".
-Classification: one row per (run, stage, case), metric "correct", `class_index` the target and
-`predicted_index` the prediction (empty for segmentation).
+Classification: one row per (run, stage, case), metric "correct", `class` / `class_index` the
+target and `predicted_index` the prediction (empty for segmentation).
 """
 
 _RUN_DIRECTORY = re.compile(r"^run_(\d+)$")
@@ -65,7 +66,8 @@ class PerCaseScores(pl.Callback):
 
         Args:
             class_names: Name of every class index (background included for segmentation);
-                when None, class columns hold the index as text.
+                when None, the evaluated dataset's `classes` where it has them, else the index
+                as text.
             include_background: Whether segmentation class 0 is scored too.
             filename: The name of the parquet files.
         """
@@ -75,6 +77,7 @@ class PerCaseScores(pl.Callback):
         self._filename = filename
         self._rows: list[dict[str, Any]] = []
         self._sample_offsets: dict[int, int] = {}
+        self._dataset_classes: list[str] | None = None
 
     @override
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -123,8 +126,9 @@ class PerCaseScores(pl.Callback):
         self._sample_offsets = {}
 
     def _class_name(self, index: int) -> str:
-        if self._class_names is not None and index < len(self._class_names):
-            return self._class_names[index]
+        names = self._class_names if self._class_names is not None else self._dataset_classes
+        if names is not None and index < len(names):
+            return names[index]
         return str(index)
 
     def _record_batch(
@@ -142,6 +146,8 @@ class PerCaseScores(pl.Callback):
             for offset in range(batch_size)
         ]
         run = _run_index(trainer)
+        classes = getattr(_dataset(trainer, stage, dataloader_idx), "classes", None)
+        self._dataset_classes = [str(name) for name in classes] if classes else None
         if predictions.ndim >= 4:
             self._record_segmentation(predictions, targets, case_ids, run, stage, dataloader_idx)
         else:
@@ -178,7 +184,7 @@ class PerCaseScores(pl.Callback):
                         "dataloader": dataloader_idx,
                         "case_id": case_id,
                         "class_index": class_index,
-                        "class_name": self._class_name(class_index),
+                        "class": self._class_name(class_index),
                         "metric": "dice",
                         "score": float(score),
                         "predicted_index": None,
@@ -209,7 +215,7 @@ class PerCaseScores(pl.Callback):
                     "dataloader": dataloader_idx,
                     "case_id": case_id,
                     "class_index": int(target),
-                    "class_name": self._class_name(int(target)),
+                    "class": self._class_name(int(target)),
                     "metric": "correct",
                     "score": float(target == prediction),
                     "predicted_index": int(prediction),
@@ -271,18 +277,23 @@ def _case_id(
             value = metadata.get(key)
             if isinstance(value, (list, tuple)) and len(value) > offset:
                 return str(value[offset])
+    filename = getattr(_dataset(trainer, stage, dataloader_idx), "filename", None)
+    if callable(filename):
+        try:
+            return str(filename(index))
+        except (IndexError, KeyError):
+            pass
+    return f"{stage}-{dataloader_idx}-{index}"
+
+
+def _dataset(trainer: pl.Trainer, stage: str, dataloader_idx: int) -> Any:
+    """The dataset behind an evaluation dataloader, or None."""
     dataloaders = trainer.test_dataloaders if stage == "test" else trainer.val_dataloaders
     if isinstance(dataloaders, torch_data.DataLoader):
         dataloaders = [dataloaders]
     if isinstance(dataloaders, (list, tuple)) and dataloader_idx < len(dataloaders):
-        dataset = dataloaders[dataloader_idx].dataset
-        filename = getattr(dataset, "filename", None)
-        if callable(filename):
-            try:
-                return str(filename(index))
-            except (IndexError, KeyError):
-                pass
-    return f"{stage}-{dataloader_idx}-{index}"
+        return dataloaders[dataloader_idx].dataset
+    return None
 
 
 def _write_parquet_atomically(table: pd.DataFrame, path: pathlib.Path) -> None:

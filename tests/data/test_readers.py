@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from monai.data.meta_tensor import MetaTensor
 
 from eva_coralbay.data.profile import CORALBAY_PROFILE
 from eva_coralbay.data.readers import (
@@ -19,6 +20,12 @@ from eva_coralbay.data.readers import (
 )
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+@pytest.fixture(scope="module")
+def dicom_scan(totalsegmentator_dir: pathlib.Path) -> MetaTensor:
+    """Scan B, read once per module (decoding 20 JPEG-2000 slices takes seconds)."""
+    return read_scan(totalsegmentator_dir / "example_ct_dicom")
 
 
 def _load(path: pathlib.Path) -> nib.Nifti1Image:
@@ -75,12 +82,14 @@ def test_nifti_matches_nibabel(totalsegmentator_dir: pathlib.Path) -> None:
     np.testing.assert_allclose(scan.affine.numpy(), _affine(reference))
 
 
-def test_dicom_series_matches_itk(totalsegmentator_dir: pathlib.Path) -> None:
+def test_dicom_series_matches_itk(
+    dicom_scan: MetaTensor, totalsegmentator_dir: pathlib.Path
+) -> None:
     """ITK's GDCM series reader (sorting by position itself) is the oracle for pydicom's path."""
     from monai.data.image_reader import ITKReader
 
     folder = totalsegmentator_dir / "example_ct_dicom"
-    scan = read_scan(folder)
+    scan = dicom_scan
     reader = ITKReader()
     itk_array, itk_meta = reader.get_data(reader.read(str(folder)))
     np.testing.assert_array_equal(scan[0].numpy(), itk_array.astype(np.float32))
@@ -95,10 +104,12 @@ def _assert_liver_aligned(scan: torch.Tensor, labels: torch.Tensor, liver: int) 
     assert float(((liver_hu > 0) & (liver_hu < 250)).float().mean()) > 0.8
 
 
-def test_dicom_labels_line_up_voxel_for_voxel(totalsegmentator_dir: pathlib.Path) -> None:
+def test_dicom_labels_line_up_voxel_for_voxel(
+    dicom_scan: MetaTensor, totalsegmentator_dir: pathlib.Path
+) -> None:
     """The LAS label map and the LPS-read DICOM meet on one grid, raw and standardised apart."""
     liver = _label_id(totalsegmentator_dir, "liver")
-    scan = read_scan(totalsegmentator_dir / "example_ct_dicom")
+    scan = dicom_scan
     label_path = totalsegmentator_dir / "example_seg_dicom.nii.gz"
     assert _axcodes(torch.as_tensor(_load(label_path).affine)) == "LAS"
 
@@ -277,38 +288,49 @@ def test_metaimage_and_nrrd_match_nifti(
     np.testing.assert_allclose(scan.meta["spacing"], [0.8, 1.25, 2.5], rtol=1e-6)
 
 
+FIRST_COPIED_SLICE = 5
+
+
 def _copy_series(totalsegmentator_dir: pathlib.Path, target: pathlib.Path) -> list[pathlib.Path]:
-    shutil.copytree(totalsegmentator_dir / "example_ct_dicom", target)
-    return sorted(target.iterdir())
+    """Copies 6 neighbouring slices of scan B (a valid, smaller series), inferior first."""
+    import pydicom
+
+    source = totalsegmentator_dir / "example_ct_dicom"
+    by_position = sorted(
+        source.iterdir(),
+        key=lambda path: float(
+            pydicom.dcmread(path, stop_before_pixels=True).ImagePositionPatient[2]
+        ),
+    )
+    target.mkdir()
+    chosen = by_position[FIRST_COPIED_SLICE : FIRST_COPIED_SLICE + 6]
+    return [pathlib.Path(shutil.copy(path, target / path.name)) for path in chosen]
 
 
 def test_dicom_slice_order_follows_position_not_instance_number(
-    totalsegmentator_dir: pathlib.Path, tmp_path: pathlib.Path
+    dicom_scan: MetaTensor, totalsegmentator_dir: pathlib.Path, tmp_path: pathlib.Path
 ) -> None:
     import pydicom
 
-    expected = read_scan(totalsegmentator_dir / "example_ct_dicom")
     files = _copy_series(totalsegmentator_dir, tmp_path / "series")
-    numbers = np.random.default_rng(0).permutation(len(files)) + 1
+    numbers = [3, 6, 1, 5, 2, 4]
     for path, number in zip(files, numbers, strict=True):
         dataset = pydicom.dcmread(path)
-        dataset.InstanceNumber = int(number)
+        dataset.InstanceNumber = number
         dataset.save_as(path)
     scan = read_scan(tmp_path / "series")
-    assert torch.equal(scan.as_tensor(), expected.as_tensor())
-    torch.testing.assert_close(scan.affine, expected.affine)
+    end = FIRST_COPIED_SLICE + len(files)
+    assert torch.equal(scan.as_tensor(), dicom_scan.as_tensor()[..., FIRST_COPIED_SLICE:end])
+    expected_affine = dicom_scan.affine.clone()
+    expected_affine[:3, 3] += FIRST_COPIED_SLICE * dicom_scan.affine[:3, 2]
+    torch.testing.assert_close(scan.affine, expected_affine)
 
 
 def test_dicom_series_with_a_missing_slice_is_rejected(
     totalsegmentator_dir: pathlib.Path, tmp_path: pathlib.Path
 ) -> None:
     files = _copy_series(totalsegmentator_dir, tmp_path / "series")
-    import pydicom
-
-    by_position = sorted(
-        files, key=lambda path: float(pydicom.dcmread(path).ImagePositionPatient[2])
-    )
-    by_position[7].unlink()
+    files[3].unlink()
     with pytest.raises(ScanReadError, match=r"series: slice steps are uneven.*missing slices"):
         read_scan(tmp_path / "series")
 

@@ -12,6 +12,8 @@ from torch import nn
 from torch.utils import data as torch_data
 
 from eva_coralbay.evaluation import PerCaseScores
+from eva_coralbay.leaderboard import per_case as leaderboard_per_case
+from eva_coralbay.leaderboard.metrics import METRICS
 
 # TotalSegmentator v2 ids of the organs kept in this 4-class task.
 ORGANS = {1: "spleen", 2: "kidney_right", 5: "liver"}
@@ -80,6 +82,10 @@ def test_per_case_dice_matches_direct_computation(
     assert len(table) == len(dataset) * len(ORGANS)
     assert set(table["stage"]) == {"val"} and set(table["run"]) == {0}
     assert table["score"].notna().sum() >= len(dataset)
+    # The leaderboard accepts the file as a submission's per-case scores.
+    leaderboard_per_case.check_file(session_file, METRICS["dice"])
+    by_case = leaderboard_per_case.load_scores(session_file, stage="val")
+    assert by_case.shape == (len(dataset), len(ORGANS))
 
     module.eval()
     with torch.no_grad():
@@ -89,7 +95,7 @@ def test_per_case_dice_matches_direct_computation(
             rows = table[table["case_id"] == dataset.filename(index)].set_index("class_index")
             for class_index, name in enumerate(CLASS_NAMES[1:], start=1):
                 expected = _dice(predicted == class_index, target[0].numpy() == class_index)
-                assert rows.loc[class_index, "class_name"] == name
+                assert rows.loc[class_index, "class"] == name
                 assert rows.loc[class_index, "score"] == pytest.approx(expected, nan_ok=True)
 
 

@@ -9,6 +9,7 @@ canonical vocabulary (`vocabulary.CANONICAL_CLASSES`), its licence, `prepare_dat
 from eva_coralbay.data.adapters.amos22 import AMOS22CT
 from eva_coralbay.data.adapters.base import Case, SegmentationAdapter, StandardCase
 from eva_coralbay.data.adapters.btcv import BTCV
+from eva_coralbay.data.adapters.decathlon_format import DecathlonFormat
 from eva_coralbay.data.adapters.flare22 import FLARE22
 from eva_coralbay.data.adapters.kits23 import KiTS23
 from eva_coralbay.data.adapters.lits17 import LiTS17
@@ -45,13 +46,18 @@ SEGMENTATION_ADAPTERS: tuple[type[SegmentationAdapter], ...] = (
 def adapter_by_name(name: str) -> type[SegmentationAdapter]:
     """The segmentation adapter class of a class name ("BTCV") or task id ("btcv").
 
+    Besides the benchmarks, "DecathlonFormat" ("decathlon_format") names the adapter of any
+    dataset in the Decathlon / nnU-Net raw layout.
+
     Raises:
         ValueError: For an unknown name; the message lists the known ones.
     """
-    for adapter in SEGMENTATION_ADAPTERS:
+    for adapter in (*SEGMENTATION_ADAPTERS, DecathlonFormat):
         if name in (adapter.__name__, adapter.task_id):
             return adapter
-    known = ", ".join(f"{a.__name__} ({a.task_id})" for a in SEGMENTATION_ADAPTERS)
+    known = ", ".join(
+        f"{a.__name__} ({a.task_id})" for a in (*SEGMENTATION_ADAPTERS, DecathlonFormat)
+    )
     raise ValueError(f"unknown dataset {name!r}; known: {known}")
 
 
@@ -63,6 +69,7 @@ __all__ = [
     "WORD",
     "Case",
     "DatasetValidationError",
+    "DecathlonFormat",
     "KiTS23",
     "LiTS17",
     "MSDColon",

@@ -371,6 +371,49 @@ def write_meta_csv(root: Path, subjects: Sequence[tuple[str, str]]) -> None:
             writer.writerow([row[column] for column in META_COLUMNS])
 
 
+PHANTOM_CLASSES: tuple[str, ...] = ("background", *phantoms.ORGANS.values())
+"""The phantom's own label ids and names, as a user dataset of phantoms declares them."""
+
+
+def write_decathlon_format(
+    root: Path,
+    train: Sequence[int] = (1, 2),
+    val: Sequence[int] = (3,),
+    shape: tuple[int, int, int] = DEFAULT_SHAPE,
+    spacing: float = DEFAULT_SPACING,
+    name: str = "Phantoms",
+) -> Path:
+    """A user dataset of phantoms in the Decathlon layout, with the `validation` list extension.
+
+    `root/{dataset.json, imagesTr/phantom_NNN.nii.gz, labelsTr/phantom_NNN.nii.gz}`: one case
+    per seed in `train` and `val`, labels with the phantom's ids (`PHANTOM_CLASSES`), and
+    dataset.json listing every case under `training` and the `val` ones under `validation`.
+    """
+    names = {seed: f"phantom_{seed:03d}" for seed in (*train, *val)}
+    files = [
+        CaseFiles(
+            root / "imagesTr" / f"{case}.nii.gz", root / "labelsTr" / f"{case}.nii.gz", seed, "LPS"
+        )
+        for seed, case in names.items()
+    ]
+    write_cases(files, PHANTOM_CLASSES, shape, spacing)
+    dataset_json = {
+        "name": name,
+        "description": "synthetic torso phantoms (eva_coralbay.data.phantoms)",
+        "tensorImageSize": "3D",
+        "modality": {"0": "CT"},
+        "labels": {str(i): label for i, label in enumerate(PHANTOM_CLASSES)},
+        "numTraining": len(names),
+        "training": [
+            {"image": f"./imagesTr/{case}.nii.gz", "label": f"./labelsTr/{case}.nii.gz"}
+            for case in names.values()
+        ],
+        "validation": [names[seed] for seed in val],
+    }
+    (root / "dataset.json").write_text(json.dumps(dataset_json, indent=4))
+    return root
+
+
 def writer_for(adapter: type[base.SegmentationAdapter]) -> Callable[..., Path]:
     """The layout writer of an adapter class: `writer(root, shape=..., spacing=...) -> root`."""
     if issubclass(adapter, _msd.MSDAdapter):

@@ -49,6 +49,7 @@ class OrganPatches(VisionDataset[eva_tv_tensors.Volume, torch.Tensor]):
         classes: Sequence[str] | None = None,
         min_voxels: int = 100,
         transforms: Callable | None = None,
+        num_classes: int | None = None,
     ) -> None:
         """Initializes the dataset.
 
@@ -60,6 +61,8 @@ class OrganPatches(VisionDataset[eva_tv_tensors.Volume, torch.Tensor]):
             min_voxels: Organs with fewer voxels in a case (e.g. cut by the scan's edge) are
                 skipped for that case.
             transforms: Transforms applied to `(volume, target)`.
+            num_classes: The number of classes the config's classifier has; a different number
+                of `classes` is an error (None: no check).
         """
         super().__init__(transforms=transforms)
         if source.profile is None:
@@ -75,6 +78,11 @@ class OrganPatches(VisionDataset[eva_tv_tensors.Volume, torch.Tensor]):
         unknown = [name for name in chosen if name not in available]
         if unknown:
             raise ValueError(f"classes {unknown} are not in {type(source).__name__}: {available}")
+        if num_classes is not None and num_classes != len(chosen):
+            raise ValueError(
+                f"{len(chosen)} organ classes {chosen} of {type(source).__name__}, but the "
+                f"config's classifier has num_classes={num_classes}"
+            )
         self._source = source
         self._size: tuple[int, int, int] = (int(size[0]), int(size[1]), int(size[2]))
         self._classes = chosen

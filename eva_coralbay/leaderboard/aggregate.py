@@ -1,0 +1,230 @@
+"""From validated records to the leaderboard's tables, vectorised with pandas."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from eva_coralbay.leaderboard import per_case, schema, stats, tasks
+from eva_coralbay.leaderboard.errors import LeaderboardError
+from eva_coralbay.leaderboard.store import Store
+
+ENTRY_COLUMNS = (
+    "model_id",
+    "display_name",
+    "parameters",
+    "embedding_dim",
+    "pretraining_datasets",
+    "task_id",
+    "kind",
+    "metric",
+    "stage",
+    "mean",
+    "stdev",
+    "n_runs",
+    "protocol_hash",
+    "eva_version",
+    "plugin_version",
+    "run_id",
+    "per_case_file",
+    "per_case_sha256",
+    "source_citation",
+    "source_url",
+    "date",
+    "task_type",
+    "synthetic",
+    "contaminated",
+    "rank",
+    "best",
+    "tied_with_best",
+    "p_value_vs_best",
+)
+"""The columns of `leaderboard.parquet`, one row per current entry."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Board:
+    """Everything the renderers need."""
+
+    tasks: list[tasks.Task]
+    """Tasks with at least one entry, in registry order."""
+
+    scored_tasks: list[tasks.Task]
+    """Tasks the overall means and ranks use: the real ones (synthetic only if nothing else)."""
+
+    models: pd.DataFrame
+    """One row per model (index `model_id`) in leaderboard order: details and overall scores."""
+
+    entries: pd.DataFrame
+    """One row per entry (`ENTRY_COLUMNS`), by task then leaderboard order."""
+
+
+def _model_details(frame: pd.DataFrame) -> pd.DataFrame:
+    details = frame[["model_id", *schema.MODEL_FIELDS]].copy()
+    details["pretraining_datasets"] = details["pretraining_datasets"].map(
+        lambda value: None if value is None else tuple(value)
+    )
+    grouped = details.groupby("model_id", sort=True)
+    conflicting = grouped.nunique(dropna=True).gt(1)
+    if conflicting.to_numpy().any():
+        problems = [
+            f"model {model!r}: entries disagree on {', '.join(conflicting.columns[row])}"
+            for model, row in zip(conflicting.index, conflicting.to_numpy(), strict=True)
+            if row.any()
+        ]
+        raise LeaderboardError("inconsistent model details:\n" + "\n".join(problems))
+    known = grouped.first()
+    return known.astype(object).where(known.notna(), None)
+
+
+def _contamination(models: pd.DataFrame, board_tasks: Sequence[tasks.Task]) -> pd.DataFrame:
+    """Model x task: True (saw the task's images), False, or None (pretraining undeclared)."""
+    flags_of: dict[Any, list[bool | None]] = {None: [None] * len(board_tasks)}
+    rows = []
+    for pretraining in models["pretraining_datasets"]:
+        if pretraining not in flags_of:
+            flags_of[pretraining] = [
+                tasks.is_contaminated(task, pretraining) for task in board_tasks
+            ]
+        rows.append(flags_of[pretraining])
+    return pd.DataFrame(
+        rows, index=models.index, columns=[task.id for task in board_tasks], dtype=object
+    )
+
+
+def aggregate(records: Sequence[dict[str, Any]], store: Store) -> Board:
+    """Builds the tables from valid entries (one per model and task).
+
+    Args:
+        records: The current entries.
+        store: The leaderboard folder (for per-case score files).
+
+    Raises:
+        LeaderboardError: When a model's entries disagree on its details, or a per-case file
+            cannot be read.
+    """
+    frame = pd.DataFrame.from_records(list(records), columns=list(load_columns()))
+    present = set(frame["task_id"].unique())
+    board_tasks = [task for task in tasks.TASKS.values() if task.id in present]
+    scored = [task for task in board_tasks if not task.synthetic] or board_tasks
+    models = _model_details(frame)
+    means = frame.pivot(index="model_id", columns="task_id", values="mean")
+    means = means.reindex(index=models.index, columns=[task.id for task in board_tasks])
+    signs = pd.Series(
+        [1.0 if task.direction == "higher" else -1.0 for task in board_tasks], index=means.columns
+    )
+    signed = means.astype(float) * signs
+    ranks = signed.rank(axis=0, ascending=False, method="average")
+    contamination = _contamination(models, board_tasks)
+    models = models.join(_overall(models, signed * signs, ranks, contamination, scored))
+    models = models.sort_values(
+        ["n_tasks", "mean_rank", "mean_all"], ascending=[False, True, False], kind="stable"
+    )
+    entries = _entries(frame, models, board_tasks, ranks, contamination)
+    # idxmax takes the first best model in leaderboard order; "best" marks every equal one.
+    signed = signed.reindex(index=models.index)
+    best_value = entries["task_id"].map(signed.max(axis=0))
+    entries["best"] = (entries["mean"].astype(float) * entries["task_id"].map(signs)).eq(best_value)
+    entries = _ties(entries, signed.idxmax(axis=0), store)
+    return Board(board_tasks, scored, models, entries.loc[:, list(ENTRY_COLUMNS)])
+
+
+def _overall(
+    models: pd.DataFrame,
+    means: pd.DataFrame,
+    ranks: pd.DataFrame,
+    contamination: pd.DataFrame,
+    scored: list[tasks.Task],
+) -> pd.DataFrame:
+    """Per model: means over all, segmentation and classification tasks, mean rank, counts."""
+    scored_ids = [task.id for task in scored]
+    overall = pd.DataFrame(index=models.index)
+    overall["mean_all"] = means[scored_ids].mean(axis=1)
+    for kind in tasks.TASK_TYPES:
+        kind_ids = [task.id for task in scored if task.type == kind]
+        overall[f"mean_{kind}"] = means[kind_ids].mean(axis=1) if kind_ids else np.nan
+    overall["mean_rank"] = ranks[scored_ids].mean(axis=1)
+    overall["n_tasks"] = means[scored_ids].notna().sum(axis=1)
+    overall["contaminated_tasks"] = _contaminated_lists(contamination, means, scored_ids)
+    overall["contamination_known"] = models["pretraining_datasets"].notna()
+    return overall
+
+
+def _entries(
+    frame: pd.DataFrame,
+    models: pd.DataFrame,
+    board_tasks: list[tasks.Task],
+    ranks: pd.DataFrame,
+    contamination: pd.DataFrame,
+) -> pd.DataFrame:
+    """The long table: records plus model details, task type, contamination and rank."""
+    for field in ("display_name", "parameters", "embedding_dim", "pretraining_datasets"):
+        frame[field] = frame["model_id"].map(models[field])
+    frame["task_type"] = frame["task_id"].map({task.id: task.type for task in board_tasks})
+    frame["synthetic"] = frame["task_id"].map({task.id: task.synthetic for task in board_tasks})
+    frame["n_runs"] = frame["values"].map(lambda values: None if values is None else len(values))
+    frame["source_citation"] = frame["source"].map(lambda s: None if s is None else s["citation"])
+    frame["source_url"] = frame["source"].map(lambda s: None if s is None else s["url"])
+    keys = pd.MultiIndex.from_arrays([frame["model_id"], frame["task_id"]])
+    flags = contamination.stack(future_stack=True).reindex(keys).to_numpy()
+    frame["contaminated"] = pd.Series(flags, index=frame.index, dtype=object)
+    frame["rank"] = ranks.stack().reindex(keys).to_numpy()
+    task_order = {task.id: position for position, task in enumerate(board_tasks)}
+    model_order = {model: position for position, model in enumerate(models.index)}
+    order = np.lexsort(
+        (frame["model_id"].map(model_order).to_numpy(), frame["task_id"].map(task_order).to_numpy())
+    )
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def _contaminated_lists(
+    contamination: pd.DataFrame, means: pd.DataFrame, scored_ids: list[str]
+) -> list[tuple[str, ...]]:
+    flags = contamination[scored_ids].eq(True).to_numpy() & means[scored_ids].notna().to_numpy()
+    return [tuple(np.asarray(scored_ids)[row]) for row in flags]
+
+
+def load_columns() -> tuple[str, ...]:
+    """The fields of a submission record, in schema order."""
+    return tuple(schema.load_schema()["required"])
+
+
+def _ties(frame: pd.DataFrame, best_model: pd.Series, store: Store) -> pd.DataFrame:
+    """Adds `tied_with_best` and `p_value_vs_best` from the per-case score files."""
+    results = []
+    with_scores = frame.loc[
+        frame["per_case_file"].notna(), ["task_id", "model_id", "per_case_file", "stage"]
+    ]
+    for task_id, group in with_scores.groupby("task_id", sort=True):
+        best = str(best_model.at[task_id])
+        if best not in set(group["model_id"]) or len(group) < 2:
+            continue
+        scores = {
+            str(model): _read_scores(store, model, relative, stage)
+            for model, relative, stage in zip(
+                group["model_id"], group["per_case_file"], group["stage"], strict=True
+            )
+        }
+        results.append(stats.ties_with_best(str(task_id), best, scores).assign(task_id=task_id))
+    keys = pd.MultiIndex.from_arrays([frame["model_id"], frame["task_id"]])
+    if results:
+        found = pd.concat(results).set_index(["model_id", "task_id"])
+        tied = found["tied"].astype(object).reindex(keys).to_numpy()
+        p_values = found["p_value"].reindex(keys).to_numpy()
+    else:
+        tied, p_values = np.full(len(frame), None, dtype=object), np.full(len(frame), np.nan)
+    frame["tied_with_best"] = pd.Series(tied, index=frame.index, dtype=object)
+    frame["p_value_vs_best"] = p_values
+    return frame
+
+
+def _read_scores(store: Store, model_id: Any, relative: Any, stage: Any) -> pd.DataFrame:
+    path = store.submissions / str(model_id) / str(relative)
+    try:
+        return per_case.load_scores(path, None if stage is None else str(stage))
+    except (OSError, ValueError, KeyError) as error:
+        raise LeaderboardError(f"{path}: cannot read per-case scores ({error})") from None

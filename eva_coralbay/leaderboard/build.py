@@ -1,0 +1,99 @@
+"""`build`: the leaderboard's parquet table, README and heatmap from its submissions."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import pathlib
+
+from eva_coralbay.leaderboard import aggregate, load, render_heatmap, render_markdown
+from eva_coralbay.leaderboard.errors import LeaderboardError
+from eva_coralbay.leaderboard.store import Store, atomic_write
+
+PARQUET = "leaderboard.parquet"
+README = "README.md"
+HEATMAP_PNG = "heatmap.png"
+HEATMAP_SVG = "heatmap.svg"
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildResult:
+    """What a build wrote."""
+
+    paths: list[pathlib.Path]
+    n_models: int
+    n_tasks: int
+    n_entries: int
+
+
+def _parquet_bytes(board: aggregate.Board) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    string, number, flag = pa.string(), pa.float64(), pa.bool_()
+    types = {
+        "parameters": pa.int64(),
+        "embedding_dim": pa.int64(),
+        "pretraining_datasets": pa.list_(string),
+        "mean": number,
+        "stdev": number,
+        "n_runs": pa.int64(),
+        "synthetic": flag,
+        "contaminated": flag,
+        "rank": number,
+        "best": flag,
+        "tied_with_best": flag,
+        "p_value_vs_best": number,
+    }
+    arrow_schema = pa.schema([(name, types.get(name, string)) for name in aggregate.ENTRY_COLUMNS])
+    entries = board.entries.astype(object).where(board.entries.notna(), None)
+    table = pa.Table.from_pandas(entries, schema=arrow_schema, preserve_index=False)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def render_outputs(
+    root: pathlib.Path, *, top: int = render_heatmap.TOP_MODELS
+) -> tuple[dict[str, bytes], aggregate.Board]:
+    """Renders every output of `root` in memory: the files by name, and the tables.
+
+    Raises:
+        LeaderboardError: When the folder has no submissions or any invalid one.
+    """
+    store = Store(root)
+    loaded = load.load(store)
+    if loaded.problems:
+        raise LeaderboardError(
+            f"{root}: {len(loaded.problems)} problem(s); fix them (`coralbay leaderboard "
+            "validate` lists them) and build again:\n" + "\n".join(loaded.problems)
+        )
+    if not loaded.entries:
+        raise LeaderboardError(f"{store.submissions}: no submissions to build from")
+    board = aggregate.aggregate(loaded.entries, store)
+    png, svg = render_heatmap.render(board, top=top)
+    readme = render_markdown.render(board, loaded.history, HEATMAP_SVG)
+    outputs = {
+        PARQUET: _parquet_bytes(board),
+        README: readme.encode(),
+        HEATMAP_PNG: png,
+        HEATMAP_SVG: svg,
+    }
+    return outputs, board
+
+
+def build(root: pathlib.Path, *, top: int = render_heatmap.TOP_MODELS) -> BuildResult:
+    """Writes `leaderboard.parquet`, `README.md`, `heatmap.png` and `heatmap.svg` into `root`.
+
+    The same submissions give byte-identical files. Each file is replaced atomically; nothing
+    is written when any submission is invalid.
+
+    Raises:
+        LeaderboardError: When the folder has no submissions or any invalid one.
+    """
+    outputs, board = render_outputs(root, top=top)
+    paths = []
+    for name, content in outputs.items():
+        atomic_write(root / name, content)
+        paths.append(root / name)
+    return BuildResult(paths, len(board.models), len(board.tasks), len(board.entries))

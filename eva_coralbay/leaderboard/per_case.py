@@ -1,0 +1,115 @@
+"""Per-case score files: one row per (case, class) with the case's score for that class.
+
+Columns: `case_id` (string or integer), `class` (string or integer) and `score` (float; NaN or
+null where the score is undefined, e.g. Dice of a class absent from both prediction and label;
+pandas writes NaN as null).
+Optional: `run` (integer; rows of several runs are averaged per case and class) and `stage`
+(`val` / `test`; only rows of the submission's stage are used).
+
+For segmentation a row is one class's Dice on one scan; for classification a row is one scan,
+its true class and a score of 1 (correct) or 0. The task's statistic is then, for both, the
+mean over classes of the mean over cases: macro Dice, or balanced accuracy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+from typing import TYPE_CHECKING
+
+from eva_coralbay.leaderboard.errors import LeaderboardError
+from eva_coralbay.leaderboard.metrics import Metric
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+REQUIRED_COLUMNS = ("case_id", "class", "score")
+OPTIONAL_COLUMNS = ("run", "stage")
+
+
+def sha256_of(path: pathlib.Path) -> str:
+    """Returns the hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_file(path: pathlib.Path, metric: Metric) -> None:
+    """Checks a per-case score file's columns and values.
+
+    Raises:
+        LeaderboardError: Naming the file and every problem.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.ParquetFile(path).read(use_threads=False)
+    except (OSError, pa.ArrowException) as error:
+        raise LeaderboardError(f"{path}: not a readable parquet file ({error})") from None
+    problems = [
+        f"missing column {name!r}" for name in REQUIRED_COLUMNS if name not in table.column_names
+    ]
+    if not problems:
+        column = table.column("score")
+        if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
+            problems.append(f"column 'score' must be numeric, is {column.type}")
+        elif table.num_rows == 0:
+            problems.append("no rows")
+        else:
+            score = column.cast(pa.float64()).to_numpy()
+            finite = score[np.isfinite(score)]
+            if np.isinf(score).any():
+                problems.append("infinite score(s)")
+            elif finite.size and (finite.min() < metric.lower or finite.max() > metric.upper):
+                problems.append(
+                    f"scores outside [{metric.lower}, {metric.upper}] "
+                    f"(min {finite.min()}, max {finite.max()})"
+                )
+        for name in ("case_id", "class"):
+            if table.column(name).null_count:
+                problems.append(f"null {name}(s)")
+    if problems:
+        raise LeaderboardError(
+            f"{path}: invalid per-case score file:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+def load_scores(path: pathlib.Path, stage: str | None) -> pd.DataFrame:
+    """Reads a per-case file as a case x class table of scores (runs averaged).
+
+    Args:
+        path: The parquet file.
+        stage: The submission's stage; rows of other stages are dropped when the file has a
+            `stage` column.
+
+    Returns:
+        A DataFrame indexed by case id (as string), one column per class (as string), NaN
+        where a case has no score for a class.
+    """
+    import numpy as np
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    table = pq.ParquetFile(path).read(use_threads=False)
+    if stage is not None and "stage" in table.column_names:
+        keep = np.asarray(table.column("stage").to_pylist(), dtype=object) == stage
+        table = table.filter(keep)
+    cases, case_ids = pd.factorize(
+        np.asarray(table.column("case_id").to_pylist(), dtype=object).astype(str), sort=True
+    )
+    classes, class_ids = pd.factorize(
+        np.asarray(table.column("class").to_pylist(), dtype=object).astype(str), sort=True
+    )
+    score = table.column("score").cast("float64").to_numpy()
+    defined = ~np.isnan(score)
+    cell = cases * len(class_ids) + classes
+    size = len(case_ids) * len(class_ids)
+    totals = np.bincount(cell[defined], score[defined], minlength=size)
+    counts = np.bincount(cell[defined], minlength=size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (totals / counts).reshape(len(case_ids), len(class_ids))
+    return pd.DataFrame(means, index=pd.Index(case_ids), columns=pd.Index(class_ids))

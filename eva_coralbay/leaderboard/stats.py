@@ -1,0 +1,138 @@
+"""Statistical ties from per-case scores: paired bootstrap against the best, Holm-corrected.
+
+For each task, the entry with the best mean is compared with every other entry that has a
+per-case score file, on the cases both scored. Cases are resampled with replacement (the
+same resamples for both models: a paired bootstrap); on each resample the task statistic is
+recomputed for both (mean over classes of the mean over cases: macro Dice or balanced
+accuracy) and their difference taken. The two-sided p-value inverts the percentile interval
+of the difference (p < 0.05 exactly when the 95% interval excludes 0), and Holm's step-down
+correction over a task's comparisons keeps the family-wise error at ALPHA. An entry whose
+difference from the best is not significant is marked as tied with it.
+
+The resamples come from a generator seeded by the task, the best model and the cases, so
+results are the same on every build and do not change when other models are added.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+ALPHA = 0.05
+RESAMPLES = 2000
+
+
+def _seed(*parts: str) -> int:
+    return int.from_bytes(hashlib.sha256("\0".join(parts).encode()).digest()[:8], "little")
+
+
+def _statistic(weights: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Mean over classes of the weighted mean over cases, per row of `weights`.
+
+    Args:
+        weights: resamples x cases, how often each case is drawn.
+        scores: cases x classes, NaN where a class has no score on a case.
+    """
+    present = ~np.isnan(scores)
+    totals = weights @ np.where(present, scores, 0.0)
+    counts = weights @ present.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        class_means = totals / counts
+    valid = counts > 0
+    return np.where(valid, class_means, 0.0).sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
+
+
+def _weights(n_cases: int, seed: int, resamples: int) -> np.ndarray:
+    """How often each case is drawn in each bootstrap resample (resamples x cases)."""
+    drawn = np.random.default_rng(seed).integers(0, n_cases, size=(resamples, n_cases))
+    offsets = np.arange(resamples)[:, None] * n_cases
+    counts = np.bincount((drawn + offsets).ravel(), minlength=resamples * n_cases)
+    return counts.reshape(resamples, n_cases).astype(float)
+
+
+def _p_value(difference: np.ndarray) -> float:
+    """Two-sided p-value of "no difference" by inverting the percentile interval."""
+    below = np.count_nonzero(difference <= 0)
+    above = np.count_nonzero(difference >= 0)
+    return float(min(1.0, 2 * (min(below, above) + 1) / (len(difference) + 1)))
+
+
+def paired_bootstrap_p_value(
+    best: pd.DataFrame, other: pd.DataFrame, seed: int, resamples: int = RESAMPLES
+) -> float:
+    """Two-sided p-value that `best` and `other` have the same task statistic.
+
+    Args:
+        best: case x class scores of the best entry.
+        other: case x class scores of the compared entry.
+        seed: Seeds the resampling.
+        resamples: How many bootstrap resamples.
+
+    Returns:
+        The p-value, or NaN when the two share no case.
+    """
+    cases = best.index.intersection(other.index)
+    classes = best.columns.intersection(other.columns)
+    if len(cases) == 0 or len(classes) == 0:
+        return float("nan")
+    weights = _weights(len(cases), seed, resamples)
+    best_scores = best.loc[cases, classes].to_numpy(dtype=float)
+    other_scores = other.loc[cases, classes].to_numpy(dtype=float)
+    return _p_value(_statistic(weights, best_scores) - _statistic(weights, other_scores))
+
+
+def _aligned(scores: pd.DataFrame, cases: pd.Index, classes: pd.Index) -> np.ndarray:
+    """The scores of these cases and classes, as an array (no reindexing when they match)."""
+    if scores.index.equals(cases) and scores.columns.equals(classes):
+        return scores.to_numpy(dtype=float)
+    return scores.loc[cases, classes].to_numpy(dtype=float)
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values (NaN stays NaN)."""
+    adjusted = np.full(len(p_values), np.nan)
+    finite = np.flatnonzero(~np.isnan(p_values))
+    order = finite[np.argsort(p_values[finite], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for position, index in enumerate(order):
+        running = max(running, min(1.0, (m - position) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def ties_with_best(task_id: str, best_model: str, scores: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Compares the best entry of a task with every other entry that has per-case scores.
+
+    Args:
+        task_id: The task (seeds the resampling).
+        best_model: The model with the best mean on the task; must be a key of `scores`.
+        scores: model id -> case x class scores.
+
+    Returns:
+        One row per compared model: `model_id`, `p_value` (Holm-adjusted) and `tied`.
+    """
+    others = sorted(model for model in scores if model != best_model)
+    best = scores[best_model]
+    # One set of resamples per set of shared cases (usually all of them), seeded by the task,
+    # the best model and those cases: a model's p-value does not depend on the other models.
+    resampled: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[np.ndarray, np.ndarray]] = {}
+    raw = np.full(len(others), np.nan)
+    for position, model in enumerate(others):
+        cases = best.index.intersection(scores[model].index)
+        classes = best.columns.intersection(scores[model].columns)
+        if len(cases) == 0 or len(classes) == 0:
+            continue
+        key = (tuple(map(str, cases)), tuple(map(str, classes)))
+        if key not in resampled:
+            weights = _weights(len(cases), _seed(task_id, best_model, *key[0]), RESAMPLES)
+            resampled[key] = weights, _statistic(weights, _aligned(best, cases, classes))
+        weights, best_statistic = resampled[key]
+        other_scores = _aligned(scores[model], cases, classes)
+        raw[position] = _p_value(best_statistic - _statistic(weights, other_scores))
+    adjusted = holm(raw)
+    return pd.DataFrame(
+        {"model_id": others, "p_value": adjusted, "tied": ~(adjusted < ALPHA) & ~np.isnan(adjusted)}
+    )

@@ -1,0 +1,219 @@
+"""The leaderboard folder on disk: locked, atomic writes of submissions and their history.
+
+Layout under the root:
+
+    submissions/<model>/<task>.json                  the current entry of a model on a task
+    submissions/<model>/history/<task>/<NNNN>.json   entries it replaced, oldest first
+    submissions/<model>/per_case/<sha256>.parquet    per-case scores, content-addressed
+    leaderboard.parquet, README.md, heatmap.png, heatmap.svg   written by `build`
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import os
+import pathlib
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import IO, Any
+
+from eva_coralbay.leaderboard import schema
+from eva_coralbay.leaderboard.errors import LeaderboardError
+
+SUBMISSIONS = "submissions"
+HISTORY = "history"
+PER_CASE = "per_case"
+
+
+def _file_mode() -> int:
+    """The mode `open()` would give a new file: 0o666 less the umask (temp files get 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _replace_atomically(target: pathlib.Path, write: Callable[[IO[bytes]], object]) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        dir=target.parent, prefix=f".{target.name}.", delete=False
+    ) as tmp:
+        try:
+            write(tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+            os.chmod(tmp.name, _file_mode())
+        except BaseException:
+            os.unlink(tmp.name)
+            raise
+    os.replace(tmp.name, target)
+
+
+def atomic_write(path: pathlib.Path, content: bytes) -> None:
+    """Writes `content` to `path` through a temporary file in the same folder and a rename.
+
+    Readers see the old file or the new one, never a part; a crash leaves the old file.
+    """
+    _replace_atomically(path, lambda stream: stream.write(content))
+
+
+def atomic_copy(source: pathlib.Path, target: pathlib.Path) -> None:
+    """Copies a file so that `target` appears complete or not at all."""
+    with source.open("rb") as stream:
+        _replace_atomically(target, lambda tmp: shutil.copyfileobj(stream, tmp))
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteResult:
+    """What a write did."""
+
+    path: pathlib.Path
+    """The current entry."""
+
+    replaced: pathlib.Path | None
+    """Where the entry it replaced was kept, if it replaced one."""
+
+
+class Store:
+    """A leaderboard folder."""
+
+    def __init__(self, root: pathlib.Path) -> None:
+        """Points at a leaderboard root (it need not exist yet)."""
+        self.root = root
+
+    @property
+    def submissions(self) -> pathlib.Path:
+        """The folder of all submissions."""
+        return self.root / SUBMISSIONS
+
+    def entry_path(self, model_id: str, task_id: str) -> pathlib.Path:
+        """Where the current entry of a model on a task lives."""
+        return self.submissions / model_id / f"{task_id}.json"
+
+    def history_dir(self, model_id: str, task_id: str) -> pathlib.Path:
+        """Where replaced entries of a model on a task are kept."""
+        return self.submissions / model_id / HISTORY / task_id
+
+    def entry_paths(self) -> list[pathlib.Path]:
+        """Every current entry, sorted by model then task."""
+        return sorted(self.submissions.glob("*/*.json"))
+
+    def history_paths(self) -> list[pathlib.Path]:
+        """Every replaced entry, sorted."""
+        return sorted(self.submissions.glob(f"*/{HISTORY}/*/*.json"))
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Holds an exclusive lock on the root for a read-modify-write.
+
+        The lock is `flock` on the root folder itself, so no lock file is left behind; other
+        processes that submit to the same root wait.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.root, os.O_RDONLY)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)  # closing releases the lock
+
+    def model_records(self, model_id: str) -> list[dict[str, Any]]:
+        """The current entries of one model."""
+        return [
+            schema.read_record(path)
+            for path in sorted((self.submissions / model_id).glob("*.json"))
+        ]
+
+    def write(
+        self,
+        record: Mapping[str, Any],
+        *,
+        replace: bool,
+        per_case: pathlib.Path | None = None,
+    ) -> WriteResult:
+        """Adds or replaces the entry of `record`'s model on its task, under the lock.
+
+        Model fields left None in `record` are taken from the model's existing entries; a value
+        that contradicts them is refused (one model id is one model).
+
+        Args:
+            record: The new entry; validated here before anything is written.
+            replace: Whether an existing entry may be replaced (it moves to the history).
+            per_case: A per-case score file to store with the entry (content-addressed).
+
+        Raises:
+            LeaderboardError: When the entry exists and `replace` is False, when it is invalid
+                or contradicts the model's other entries. Nothing is written then.
+        """
+        model_id, task_id = str(record.get("model_id")), str(record.get("task_id"))
+        with self.locked():
+            merged = dict(record)
+            existing_records = self.model_records(model_id)
+            _merge_model_fields(merged, existing_records, model_id)
+            if merged.get("display_name") is None:
+                merged["display_name"] = model_id
+            path = self.entry_path(model_id, task_id)
+            schema.check_record(merged, f"new entry {path}")
+            if path.exists() and not replace:
+                raise LeaderboardError(
+                    f"{path}: an entry for model {model_id!r} on task {task_id!r} exists; pass "
+                    "--replace to replace it (the old entry is kept in the history)"
+                )
+            if per_case is not None:
+                target = path.parent / str(merged["per_case_file"])
+                if not target.exists():
+                    atomic_copy(per_case, target)
+            replaced = None
+            if path.exists():
+                history = self.history_dir(model_id, task_id)
+                number = 1 + max(
+                    (int(p.stem) for p in history.glob("*.json") if p.stem.isdigit()), default=0
+                )
+                replaced = history / f"{number:04d}.json"
+                atomic_write(replaced, path.read_bytes())
+            atomic_write(path, schema.dump_record(merged))
+        return WriteResult(path, replaced)
+
+
+def known_model_fields(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The model fields that a model's entries state (the first non-null value of each)."""
+    known: dict[str, Any] = {}
+    for record in records:
+        for field in schema.MODEL_FIELDS:
+            if record.get(field) is not None:
+                known.setdefault(field, record[field])
+    return known
+
+
+def model_field_conflicts(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Model fields on which a model's entries disagree (None agrees with anything)."""
+    conflicts = []
+    for field in schema.MODEL_FIELDS:
+        values = []
+        for record in records:
+            value = record.get(field)
+            if value is not None and value not in values:
+                values.append(value)
+        if len(values) > 1:
+            conflicts.append(f"{field}: {' vs '.join(repr(value) for value in values)}")
+    return conflicts
+
+
+def _merge_model_fields(
+    record: dict[str, Any], existing: list[dict[str, Any]], model_id: str
+) -> None:
+    known = known_model_fields(existing)
+    conflicts = []
+    for field, value in known.items():
+        if record.get(field) is None:
+            record[field] = value
+        elif record[field] != value:
+            conflicts.append(f"{field}: {record[field]!r} (existing entries: {value!r})")
+    if conflicts:
+        raise LeaderboardError(
+            f"model {model_id!r} already has entries with other model details:\n"
+            + "\n".join(f"  - {conflict}" for conflict in conflicts)
+            + "\na model id names one model; use a new id for different weights"
+        )

@@ -1,0 +1,74 @@
+import pytest
+import yaml
+
+from eva_coralbay.leaderboard import protocol
+from tests.leaderboard import eva_output
+
+
+def _hash(template: str, **env: str) -> str:
+    return protocol.protocol_hash(yaml.safe_load(eva_output.resolved_config(template, env)))
+
+
+BASE = _hash(eva_output.SEGMENTATION_TEMPLATE)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"MODEL_NAME": "radiology/voco_h"},  # the model under test
+        {"IN_FEATURES": "192", "CHANNEL_PROJECTION_DIMS": "[48, 48, 96, 192, 384, 768]"},
+        {"OUT_INDICES": "5"},
+        {"OUTPUT_ROOT": "/scratch/runs/btcv", "DATA_ROOT": "/data/btcv"},  # paths
+        {"DOWNLOAD_DATA": "true"},
+        {"N_RUNS": "2"},  # the runs are the values, not the protocol
+        {"N_DATA_WORKERS": "0", "SW_BATCH_SIZE": "1", "TQDM_REFRESH_RATE": "10"},  # speed
+        {"LOG_EVERY_N_STEPS": "1"},
+        {"MAX_STEPS": "20000", "LR_VALUE": "0.001"},  # the defaults, typed from the environment
+    ],
+)
+def test_hash_ignores_what_is_not_protocol(env: dict[str, str]) -> None:
+    assert _hash(eva_output.SEGMENTATION_TEMPLATE, **env) == BASE
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"MAX_STEPS": "100"},
+        {"LR_VALUE": "0.0001"},
+        {"ROI_SIZE": "[64, 64, 64]"},
+        {"SW_OVERLAP": "0.5"},
+        {"MONITOR_METRIC": "val/AverageLoss", "MONITOR_METRIC_MODE": "min"},
+        {"CHECKPOINT_TYPE": "last"},
+        {"BATCH_SIZE": "4"},
+        {"DATASET_CLASS": "eva.vision.datasets.BTCV"},
+    ],
+)
+def test_hash_changes_with_the_protocol(env: dict[str, str]) -> None:
+    assert _hash(eva_output.SEGMENTATION_TEMPLATE, **env) != BASE
+
+
+def test_environment_strings_hash_like_typed_values() -> None:
+    typed = eva_output.SEGMENTATION_TEMPLATE.replace("${oc.env:MAX_STEPS, 20000}", "20000")
+    typed = typed.replace("${oc.env:ROI_SIZE, [96, 96, 96]}", "[96, 96, 96]")
+    assert typed != eva_output.SEGMENTATION_TEMPLATE
+    assert _hash(typed) == BASE
+
+
+def test_view_drops_model_and_callbacks_but_keeps_checkpoint_choice() -> None:
+    config = yaml.safe_load(eva_output.resolved_config(eva_output.CLASSIFICATION_TEMPLATE))
+    view = protocol.protocol_view(config)
+    text = repr(view)
+    for absent in ("ModelFromRegistry", "radiology/coralbay", "EmbeddingsWriter", "medmnist"):
+        assert absent not in text
+    assert view["trainer"]["init_args"]["callbacks"] == [
+        {"class": "ModelCheckpoint", "monitor": "val/MulticlassAccuracy", "mode": "max"},
+        {
+            "class": "EarlyStopping",
+            "monitor": "val/MulticlassAccuracy",
+            "mode": "max",
+            "patience": 400,
+            "min_delta": 0,
+        },
+    ]
+    assert "predict" not in view["data"]["init_args"]["dataloaders"]
+    assert view["model"]["init_args"]["optimizer"]["init_args"]["lr"] == 0.0003
