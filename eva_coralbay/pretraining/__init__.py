@@ -1,0 +1,1 @@
+"""DINO pretraining of CoralBay encoders on their concatenated multi-scale features."""

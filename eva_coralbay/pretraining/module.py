@@ -1,0 +1,243 @@
+"""DINO self-distillation of a CoralBay encoder on its concatenated multi-scale embedding."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from typing_extensions import override
+
+from eva_coralbay.models.config import EncoderConfig
+from eva_coralbay.models.encoder import CoralBayEncoder
+from eva_coralbay.pretraining import losses
+from eva_coralbay.pretraining.backbone import build_encoder, multiscale_embedding
+from eva_coralbay.pretraining.config import PretrainConfig
+from eva_coralbay.pretraining.head import DINOHead
+from eva_coralbay.pretraining.schedules import CosineSchedule, LinearWarmup
+
+
+class DINOBranch(nn.Module):
+    """An encoder and a projection head: crops -> (multi-scale embedding, prototype scores)."""
+
+    def __init__(self, backbone: CoralBayEncoder, head: DINOHead) -> None:
+        """Pairs the two.
+
+        Args:
+            backbone: A CoralBay encoder.
+            head: The projection head on the 24·F embedding.
+        """
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    @override
+    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embeddings = multiscale_embedding(self.backbone, crops)
+        return embeddings, self.head(embeddings)
+
+
+class DINOPretraining(L.LightningModule):
+    """Student and EMA teacher CoralBay encoders with DINO heads, trained by self-distillation.
+
+    Per step: the teacher sees the two global crops, the student all crops; the student's
+    distribution on each view matches the teacher's (centred and sharpened) distribution on
+    every other global view. The teacher follows the student by an exponential moving average.
+    All schedules (lr, weight decay, teacher momentum and temperature) advance per step and span
+    `trainer.max_steps`.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        """Builds student, teacher and centering.
+
+        Args:
+            config: A `PretrainConfig` as plain containers (kept in checkpoints for export).
+        """
+        super().__init__()
+        self.save_hyperparameters({"config": config})
+        self.config = PretrainConfig.from_dict(config, source="checkpoint hyper-parameters")
+        self.encoder_config = EncoderConfig(
+            feature_size=self.config.model.feature_size,
+            use_v2=self.config.model.use_v2,
+            in_channels=self.config.model.in_channels,
+        )
+        head = self.config.head
+        self.student = DINOBranch(
+            build_encoder(self.encoder_config),
+            DINOHead(
+                self.encoder_config.embedding_dim,
+                out_dim=head.out_dim,
+                hidden_dim=head.hidden_dim,
+                bottleneck_dim=head.bottleneck_dim,
+                num_layers=head.num_layers,
+                norm_last_layer=head.norm_last_layer,
+            ),
+        )
+        self.teacher = copy.deepcopy(self.student)
+        self.teacher.requires_grad_(False)
+        self.center = (
+            losses.EMACenter(head.out_dim, self.config.loss.center_momentum)
+            if self.config.loss.centering == "ema"
+            else None
+        )
+        self._schedules: dict[str, Any] = {}
+        self._momentum = self.config.optim.momentum_teacher
+
+    @override
+    def on_fit_start(self) -> None:
+        total = self.trainer.max_steps
+        if total is None or total <= 0:
+            raise ValueError("pretraining needs trainer.max_steps > 0: the schedules span it")
+        optim, loss = self.config.optim, self.config.loss
+        self._schedules = {
+            "lr": CosineSchedule(optim.lr, optim.min_lr, total, optim.warmup_steps),
+            "weight_decay": CosineSchedule(optim.weight_decay, optim.weight_decay_end, total),
+            "momentum": CosineSchedule(optim.momentum_teacher, optim.momentum_teacher_end, total),
+            "teacher_temp": LinearWarmup(
+                loss.warmup_teacher_temp, loss.teacher_temp, loss.warmup_teacher_temp_steps
+            ),
+        }
+
+    @override
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        decayed, not_decayed = [], []
+        for name, parameter in self.student.named_parameters():
+            if not parameter.requires_grad:
+                continue
+            # DINO's rule: biases and norm scales (all 1-D parameters) are not decayed.
+            if name.endswith(".bias") or parameter.ndim <= 1:
+                not_decayed.append(parameter)
+            else:
+                decayed.append(parameter)
+        return torch.optim.AdamW(
+            [
+                {"params": decayed, "weight_decay": self.config.optim.weight_decay},
+                {"params": not_decayed, "weight_decay": 0.0},
+            ],
+            lr=self.config.optim.lr,
+        )
+
+    @override
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        step = self.global_step
+        optimizer = self.trainer.optimizers[0]
+        optimizer.param_groups[0]["lr"] = optimizer.param_groups[1]["lr"] = self._value("lr", step)
+        optimizer.param_groups[0]["weight_decay"] = self._value("weight_decay", step)
+        self._momentum = self._value("momentum", step)
+
+    @override
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss_config = self.config.loss
+        global_crops = _crop_major(batch["global_crops"])
+        teacher_temp = self._value("teacher_temp", self.global_step)
+        with torch.no_grad():
+            teacher_embeddings, teacher_logits = self.teacher(global_crops)
+            teacher_logits = teacher_logits.float()
+            if self.center is not None:
+                teacher_probs = self.center(teacher_logits, teacher_temp)
+            else:
+                teacher_probs = losses.sinkhorn_knopp(
+                    teacher_logits, teacher_temp, loss_config.sinkhorn_iterations
+                )
+
+        student_embeddings, student_global = self.student(global_crops)
+        student_logits = list(student_global.float().chunk(2))
+        if "local_crops" in batch:
+            num_local = batch["local_crops"].shape[1]
+            _, student_local = self.student(_crop_major(batch["local_crops"]))
+            student_logits += list(student_local.float().chunk(num_local))
+
+        dino_loss = losses.dino_cross_entropy(
+            student_logits, list(teacher_probs.chunk(2)), loss_config.student_temp
+        )
+        loss = dino_loss
+        metrics: dict[str, Any] = {}
+        if loss_config.koleo_weight > 0:
+            koleo = sum(losses.koleo_loss(chunk) for chunk in student_embeddings.chunk(2)) / 2
+            loss = loss + loss_config.koleo_weight * koleo
+            metrics["train/koleo"] = koleo
+        if self.center is not None:
+            self.center.update(teacher_logits)
+
+        metrics.update(
+            _collapse_signals(dino_loss.detach(), teacher_probs, teacher_embeddings.detach())
+        )
+        metrics.update(
+            {
+                "train/loss": loss.detach(),
+                "train/lr": self._value("lr", self.global_step),
+                "train/weight_decay": self._value("weight_decay", self.global_step),
+                "train/teacher_momentum": self._momentum,
+                "train/teacher_temp": teacher_temp,
+            }
+        )
+        batch_size = batch["global_crops"].shape[0]
+        self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=batch_size)
+        progress = {
+            "loss": metrics["train/loss"],
+            "H_t": metrics["train/teacher_entropy"],
+            "kl": metrics["train/kl"],
+            "std": metrics["train/embedding_std"],
+        }
+        self.log_dict(progress, on_step=True, on_epoch=False, prog_bar=True, logger=False)
+        return loss
+
+    @override
+    def on_after_backward(self) -> None:
+        if self.global_step < self.config.optim.freeze_last_layer_steps:
+            # DINO: the prototypes stay put while the rest of the network settles.
+            for parameter in self.student.head.last_layer.parameters():
+                parameter.grad = None
+
+    @override
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.update_teacher(self._momentum)
+
+    @torch.no_grad()
+    def update_teacher(self, momentum: float) -> None:
+        """Moves every teacher parameter: teacher <- m * teacher + (1 - m) * student."""
+        for teacher, student in zip(
+            self.teacher.parameters(), self.student.parameters(), strict=True
+        ):
+            teacher.lerp_(student.detach(), 1.0 - momentum)
+
+    def _value(self, name: str, step: int) -> float:
+        if not self._schedules:
+            raise RuntimeError("the schedules are built when fitting starts")
+        return float(self._schedules[name](step))
+
+
+def _crop_major(crops: torch.Tensor) -> torch.Tensor:
+    """(B, V, C, D, H, W) -> (V·B, C, D, H, W), grouped by view so `.chunk(V)` splits views."""
+    return crops.transpose(0, 1).flatten(0, 1)
+
+
+def _collapse_signals(
+    dino_loss: torch.Tensor, teacher_probs: torch.Tensor, teacher_embeddings: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Signals that reveal the two collapses DINO can fall into.
+
+    - `teacher_entropy`: mean entropy of the teacher's targets; log(K) means uniform collapse.
+    - `teacher_batch_entropy`: entropy of the batch-mean target; near 0 means one prototype wins.
+    - `kl`: mean KL(teacher || student); 0 means the student has nothing left to learn.
+    - `embedding_std`: std over the batch of the L2-normalised teacher embeddings, times
+      sqrt(dims): about 1 for well-spread embeddings, 0 when all crops map to one point.
+    """
+    teacher_entropy = losses.entropy(teacher_probs).mean()
+    batch_entropy = losses.entropy(teacher_probs.mean(dim=0, keepdim=True)).mean()
+    normalised = F.normalize(teacher_embeddings.float(), dim=-1)
+    dims = normalised.shape[-1]
+    std = normalised.std(dim=0).mean() * math.sqrt(dims) if normalised.shape[0] > 1 else None
+    signals = {
+        "train/teacher_entropy": teacher_entropy,
+        "train/teacher_batch_entropy": batch_entropy,
+        # Every teacher view is paired with the same number of student views, so the mean
+        # cross-entropy minus the mean teacher entropy is the mean KL divergence.
+        "train/kl": dino_loss - teacher_entropy,
+    }
+    signals["train/embedding_std"] = std if std is not None else torch.zeros(())
+    return signals

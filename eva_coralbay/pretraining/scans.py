@@ -1,0 +1,301 @@
+"""Unlabeled CT for pretraining: finding scans, standardising them once and keeping them cached."""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import logging
+import os
+import pathlib
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from concurrent import futures
+
+import numpy as np
+
+from eva_coralbay.data.profile import PreprocessingProfile
+from eva_coralbay.data.readers import FORMATS_BY_SUFFIX, ScanReadError, read_scan
+
+logger = logging.getLogger(__name__)
+
+SCAN_SUFFIXES = tuple(FORMATS_BY_SUFFIX)
+"""Single-file scan formats the readers take; DICOM series are folders."""
+
+MANIFEST_SUFFIXES = (".csv", ".parquet", ".txt")
+"""Files that list scans (a `path` column, or one path per line)."""
+
+AIR_HU = -1024
+"""Value of padding and of voxels outside the scan."""
+
+_CACHE_VERSION = 1
+"""Bumped whenever the stored array's meaning changes, so that stale caches are rebuilt."""
+
+
+class ScanError(ValueError):
+    """Pretraining data that cannot be used; the message names the scan, folder or manifest."""
+
+
+def _read_standardised(path: pathlib.Path, profile: PreprocessingProfile) -> np.ndarray:
+    """Reads a scan and brings it to the profile's orientation and spacing, as HU (X, Y, Z).
+
+    The profile's HU window is left out here: every crop draws its own window around it.
+    """
+    from monai.transforms.spatial.array import Orientation, Spacing
+
+    image = read_scan(path)
+    image = Orientation(axcodes=profile.orientation, labels=None)(image)
+    image = Spacing(pixdim=profile.spacing, mode=profile.image_interpolation)(image)
+    return np.asarray(image[0])
+
+
+def find_scans(sources: Iterable[str | os.PathLike[str]]) -> list[pathlib.Path]:
+    """Expands files, DICOM folders, folders of scans, globs and manifests into scan paths.
+
+    Args:
+        sources: Each a scan file, a DICOM series folder, a folder searched recursively, a glob
+            pattern, or a manifest (.csv/.parquet with a `path` column, .txt with one path per
+            line; relative paths are relative to the manifest).
+
+    Returns:
+        The scans in the order given, without duplicates.
+
+    Raises:
+        FileNotFoundError: When a source does not exist or a glob matches nothing.
+        ScanError: When nothing in the sources is a scan, or a manifest is malformed.
+    """
+    sources = [os.fspath(source) for source in sources]
+    if not sources:
+        raise ScanError("no pretraining data given: pass --data PATH... or set data.paths")
+    scans: dict[pathlib.Path, None] = {}
+    for source in sources:
+        for scan in _expand(source):
+            scans.setdefault(scan, None)
+    if not scans:
+        raise ScanError(
+            f"no CT scans found in {sources} (looked for {', '.join(SCAN_SUFFIXES)} files and "
+            "DICOM series folders)"
+        )
+    return list(scans)
+
+
+def _expand(source: str) -> list[pathlib.Path]:
+    if glob.has_magic(source):
+        matches = sorted(glob.glob(source, recursive=True))
+        if not matches:
+            raise FileNotFoundError(f"the pattern {source!r} matches no file")
+        return [scan for match in matches for scan in _expand(match)]
+    path = pathlib.Path(source).expanduser().resolve()
+    if not path.exists():
+        raise FileNotFoundError(f"pretraining data not found: {source}")
+    if path.is_dir():
+        return _scans_in_folder(path)
+    if path.name.lower().endswith(MANIFEST_SUFFIXES):
+        return [scan for entry in _read_manifest(path) for scan in _expand(entry)]
+    return [path]
+
+
+def _scans_in_folder(folder: pathlib.Path) -> list[pathlib.Path]:
+    scans = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        root_path = pathlib.Path(root)
+        if _is_dicom_series(root_path, files):
+            scans.append(root_path)
+        scans += [
+            root_path / name for name in sorted(files) if name.lower().endswith(SCAN_SUFFIXES)
+        ]
+    return scans
+
+
+def _is_dicom_series(folder: pathlib.Path, files: Sequence[str]) -> bool:
+    if any(name.lower().endswith(".dcm") for name in files):
+        return True
+    # DICOM files often have no extension (or a UID for a name): the magic bytes decide.
+    candidates = [
+        name
+        for name in sorted(files)
+        if not name.startswith(".") and not name.lower().endswith(SCAN_SUFFIXES + MANIFEST_SUFFIXES)
+    ]
+    return any(_has_dicom_magic(folder / name) for name in candidates[:3])
+
+
+def _has_dicom_magic(path: pathlib.Path) -> bool:
+    import pydicom.misc
+
+    return bool(pydicom.misc.is_dicom(str(path)))
+
+
+def _read_manifest(path: pathlib.Path) -> list[str]:
+    if path.suffix.lower() == ".txt":
+        lines = [line.strip() for line in path.read_text().splitlines()]
+        entries = [line for line in lines if line and not line.startswith("#")]
+    else:
+        import pandas as pd
+
+        try:
+            table = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+        except Exception as error:
+            raise ScanError(f"{path}: cannot read the manifest ({error})") from error
+        if "path" not in table.columns:
+            raise ScanError(
+                f"{path}: a manifest needs a 'path' column, found {list(table.columns)}"
+            )
+        entries = [str(entry) for entry in table["path"].dropna()]
+    if not entries:
+        raise ScanError(f"{path}: the manifest lists no scans")
+    return [str(path.parent / entry) for entry in entries]
+
+
+@dataclasses.dataclass
+class StoredScan:
+    """A standardised scan: HU as int16 in RAS at the profile's spacing, and where its body is."""
+
+    source: pathlib.Path
+    """The file or DICOM folder it came from."""
+
+    volume: np.ndarray
+    """(D, H, W) int16 HU, in memory or memory-mapped from the cache."""
+
+    foreground_cells: np.ndarray
+    """Flat indices of the body voxels on the coarse grid `volume[::s, ::s, ::s]`."""
+
+    cell_stride: int
+    """The coarse grid's stride s."""
+
+
+class ScanStore:
+    """Standardises every scan once and keeps the result in memory or in an on-disk cache.
+
+    Resampling a CT volume takes seconds on a CPU, far longer than a training step's crops, so
+    it happens once per scan (and, with a cache folder, once per scan and profile across runs).
+    """
+
+    def __init__(
+        self,
+        scans: Sequence[pathlib.Path],
+        profile: PreprocessingProfile,
+        *,
+        foreground_hu: float = -500.0,
+        min_shape: Sequence[int] = (0, 0, 0),
+        cache_dir: str | os.PathLike[str] | None = None,
+        skip_bad: bool = False,
+        cell_stride: int = 4,
+    ) -> None:
+        """Plans the store; `prepare` does the work.
+
+        Args:
+            scans: Scan files or DICOM folders.
+            profile: Orientation and spacing of the standardised volumes.
+            foreground_hu: Voxels above this HU count as body.
+            min_shape: Smallest shape a standardised scan may have (the smallest crop region).
+            cache_dir: Folder for memory-mapped standardised volumes; None keeps them in memory.
+            skip_bad: Skip unusable scans (reported together at the end) instead of raising.
+            cell_stride: Stride of the coarse grid that records where the body is.
+        """
+        self.scans = list(scans)
+        self.profile = profile
+        self.foreground_hu = foreground_hu
+        self.min_shape = tuple(min_shape)
+        self.cache_dir = pathlib.Path(cache_dir) if cache_dir is not None else None
+        self.skip_bad = skip_bad
+        self.cell_stride = cell_stride
+        self.stored: list[StoredScan] = []
+        self.skipped: list[tuple[pathlib.Path, str]] = []
+
+    def prepare(self, workers: int = 1, progress: Callable[[int, int], None] | None = None) -> None:
+        """Reads and standardises every scan (or opens its cached copy).
+
+        Args:
+            workers: Scans standardised in parallel (threads).
+            progress: Called with (done, total) after each scan.
+
+        Raises:
+            ScanReadError: For the first unreadable scan, unless `skip_bad`.
+            ScanError: For the first unusable scan, unless `skip_bad`; and when no scan is usable.
+        """
+        if self.cache_dir is not None:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        results: list[StoredScan | None] = [None] * len(self.scans)
+        problems: dict[int, str] = {}
+        with futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            jobs = {pool.submit(self._load, scan): index for index, scan in enumerate(self.scans)}
+            for done, job in enumerate(futures.as_completed(jobs), start=1):
+                index = jobs[job]
+                try:
+                    results[index] = job.result()
+                except (ScanError, ScanReadError) as error:
+                    if not self.skip_bad:
+                        for pending in jobs:
+                            pending.cancel()
+                        raise
+                    problems[index] = str(error)
+                if progress is not None:
+                    progress(done, len(self.scans))
+        self.stored = [result for result in results if result is not None]
+        self.skipped = [(self.scans[index], problems[index]) for index in sorted(problems)]
+        if self.skipped:
+            logger.warning(
+                "skipped %d of %d scans:\n%s",
+                len(self.skipped),
+                len(self.scans),
+                "\n".join(f"  {message}" for _, message in self.skipped),
+            )
+        if not self.stored:
+            raise ScanError(f"none of the {len(self.scans)} scans is usable for pretraining")
+
+    def _load(self, scan: pathlib.Path) -> StoredScan:
+        volume = self._cached_volume(scan)
+        if any(side < needed for side, needed in zip(volume.shape, self.min_shape, strict=True)):
+            raise ScanError(
+                f"{scan}: standardised to {tuple(volume.shape)} voxels at "
+                f"{self.profile.spacing} mm, smaller than the smallest crop region "
+                f"{self.min_shape}; use smaller crops, crops.pad_to_crop=true, or "
+                "data.skip_bad=true"
+            )
+        stride = self.cell_stride
+        cells = np.flatnonzero(volume[::stride, ::stride, ::stride] > self.foreground_hu)
+        if cells.size == 0:
+            raise ScanError(
+                f"{scan}: no voxel above {self.foreground_hu} HU; is it a CT in Hounsfield units?"
+            )
+        return StoredScan(scan, volume, cells.astype(np.int64), stride)
+
+    def _cached_volume(self, scan: pathlib.Path) -> np.ndarray:
+        if self.cache_dir is None:
+            return _to_int16(_read_standardised(scan, self.profile))
+        path = self.cache_dir / f"{_cache_key(scan, self.profile)}.npy"
+        if path.is_file():
+            try:
+                return np.load(path, mmap_mode="r")
+            except (OSError, ValueError):
+                logger.warning("rebuilding the unreadable cache entry %s of %s", path, scan)
+        volume = _to_int16(_read_standardised(scan, self.profile))
+        _atomic_save(path, volume)
+        return np.load(path, mmap_mode="r")
+
+
+def _to_int16(volume: np.ndarray) -> np.ndarray:
+    info = np.iinfo(np.int16)
+    return np.clip(np.rint(volume), info.min, info.max).astype(np.int16)
+
+
+def _cache_key(scan: pathlib.Path, profile: PreprocessingProfile) -> str:
+    files = sorted(scan.iterdir()) if scan.is_dir() else [scan]
+    stats = [(file.name, file.stat().st_size, file.stat().st_mtime_ns) for file in files]
+    identity = json.dumps([_CACHE_VERSION, str(scan.resolve()), stats, profile.fingerprint()])
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    stem = scan.name.split(".")[0] or "scan"
+    return f"{stem}-{digest}"
+
+
+def _atomic_save(path: pathlib.Path, array: np.ndarray) -> None:
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            np.save(file, array)
+        os.replace(temporary, path)
+    except BaseException:
+        pathlib.Path(temporary).unlink(missing_ok=True)
+        raise
