@@ -1,0 +1,449 @@
+"""The main job in one command: data, pretraining, eva evaluation and the leaderboard.
+
+`coralbay demo` runs, as a new user would by hand, every command the README documents:
+
+1. writes a labelled CT benchmark (by default synthetic torso phantoms in the Decathlon layout;
+   with `--data`, a real dataset is used as it is),
+2. pretrains a CoralBay encoder with DINO on unlabeled scans and exports it,
+3. evaluates it and `radiology/coralbay_random` with `eva fit` (frozen-encoder segmentation)
+   and `eva predict_fit` (organ-patch linear probe),
+4. submits the four results to a leaderboard folder and builds it.
+
+Each step is a subprocess whose command and output go to a log file; the console shows the
+step, its elapsed time and its latest output line. There is no demo-only code path: the steps
+are the shipped configs and commands with environment variables, as `docs/evaluation.md`
+describes, and the presets only choose their sizes.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+PACKAGE_ROOT = pathlib.Path(__file__).resolve().parent
+
+PHANTOM_SEGMENTATION_TASK = "demo_phantom_segmentation"
+PHANTOM_ORGANS_TASK = "demo_phantom_organs"
+PRETRAINING_COLLECTION = "demo_phantom_pretraining"
+"""The image collection the demo encoder is pretrained on: phantoms of other seeds than the
+benchmark's, so the evaluation is not contaminated."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """How big each step is."""
+
+    name: str
+    pretrain_config: str
+    """A config under configs/pretrain/."""
+    pretrain_steps: int | None
+    """None: the config's own."""
+    feature_size: int
+    """F of the encoders evaluated (the pretrained one's, and coralbay_random's)."""
+    env: Mapping[str, str]
+    """Environment overrides of the eva configs (see docs/evaluation.md)."""
+
+
+TINY = Preset(
+    name="tiny",
+    pretrain_config="demo.yaml",
+    pretrain_steps=None,
+    feature_size=12,
+    env={
+        "N_RUNS": "1",
+        "ROI_SIZE": "[64, 64, 64]",
+        "SW_OVERLAP": "0.25",
+        "SW_BATCH_SIZE": "2",
+        "MAX_STEPS": "60",
+        "VAL_CHECK_INTERVAL": "30",
+        "BATCH_SIZE": "2",
+        "SAMPLE_BATCH_SIZE": "2",
+        "N_DATA_WORKERS": "0",
+        "PERSISTENT_WORKERS": "false",
+        "LOG_EVERY_N_STEPS": "10",
+        "PATCH_SIZE": "32",
+        "MIN_VOXELS": "50",
+        "PREDICT_BATCH_SIZE": "8",
+    },
+)
+"""Minutes on 2 CPU cores: a small encoder, short runs, one run per task."""
+
+FULL = Preset(
+    name="full",
+    pretrain_config="coralbay_f48.yaml",
+    pretrain_steps=None,
+    feature_size=48,
+    env={},
+)
+"""The real thing: paper-scale pretraining and eva's radiology leaderboard protocol."""
+
+PRESETS = {preset.name: preset for preset in (TINY, FULL)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """The labelled benchmark the demo evaluates on."""
+
+    root: pathlib.Path
+    segmentation_config: str
+    """Under configs/radiology/online/segmentation/."""
+    probe_config: str
+    """Under configs/radiology/offline/classification/."""
+    segmentation_task: str
+    organs_task: str
+    env: Mapping[str, str]
+    pretraining_scans: Sequence[pathlib.Path]
+    pretraining_collections: Sequence[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One command of the demo."""
+
+    title: str
+    command: Sequence[str]
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    log: str = ""
+
+
+def configs_root() -> pathlib.Path:
+    """The shipped configs: the checkout's `configs/`, else the copy inside the wheel."""
+    for candidate in (PACKAGE_ROOT.parent / "configs", PACKAGE_ROOT / "configs"):
+        if (candidate / "radiology").is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f"the eva configs are neither in {PACKAGE_ROOT.parent / 'configs'} nor in "
+        f"{PACKAGE_ROOT / 'configs'}: reinstall eva-coralbay"
+    )
+
+
+def write_phantom_benchmark(root: pathlib.Path) -> Dataset:
+    """Writes the embedded default: phantoms in the Decathlon layout, plus unlabeled scans.
+
+    Twelve labelled child-size torso phantoms (8 train, 4 validation) and eight unlabeled ones
+    of other seeds for pretraining, 3 mm voxels, written once (an existing, complete dataset is
+    reused as it is).
+    """
+    from eva_coralbay.data import phantoms
+    from eva_coralbay.data.adapters import layouts
+
+    shape, spacing = (64, 56, 48), 3.0
+    benchmark = root / "phantoms"
+    if not (benchmark / "dataset.json").exists():
+        layouts.write_decathlon_format(
+            benchmark,
+            train=range(1, 9),
+            val=range(9, 13),
+            shape=shape,
+            spacing=spacing,
+            name="DemoPhantoms",
+        )
+    unlabeled = root / "pretraining"
+    scans = []
+    for seed in range(100, 108):
+        path = unlabeled / f"phantom_{seed:03d}.nii.gz"
+        if not path.exists():
+            phantom = phantoms.make_phantom(seed, shape=shape, spacing=spacing)
+            temporary = path.with_name(f".{path.name}.partial.nii.gz")
+            layouts.save_nifti(temporary, phantom.image, phantom.affine)
+            os.replace(temporary, path)
+        scans.append(path)
+    organs = [name for name in layouts.PHANTOM_CLASSES[1:]]
+    return Dataset(
+        root=benchmark,
+        segmentation_config="decathlon_format.yaml",
+        probe_config="decathlon_format_organs.yaml",
+        segmentation_task=PHANTOM_SEGMENTATION_TASK,
+        organs_task=PHANTOM_ORGANS_TASK,
+        env={
+            "NUM_CLASSES": str(len(layouts.PHANTOM_CLASSES)),
+            "ORGAN_CLASSES": "[" + ", ".join(organs) + "]",
+            "ALLOW_INCOMPLETE": "true",
+        },
+        pretraining_scans=scans,
+        pretraining_collections=[PRETRAINING_COLLECTION],
+    )
+
+
+def real_benchmark(root: pathlib.Path, dataset_name: str) -> Dataset:
+    """A real benchmark in its native layout (any adapter), pretrained on its training scans.
+
+    Raises:
+        ValueError: For an unknown dataset name.
+        FileNotFoundError: When `root` does not exist.
+    """
+    from eva_coralbay.data import adapters
+
+    if not root.exists():
+        raise FileNotFoundError(f"--data {root}: no such folder")
+    adapter = adapters.adapter_by_name(dataset_name)
+    task_id = adapter.task_id
+    train = adapter(root=str(root), split="train", profile=None)
+    train.configure()
+    scans = [pathlib.Path(case.image) for case in train.cases]
+    if adapter is adapters.DecathlonFormat:
+        classes = train.classes
+        return Dataset(
+            root=root,
+            segmentation_config="decathlon_format.yaml",
+            probe_config="decathlon_format_organs.yaml",
+            segmentation_task=task_id,
+            organs_task=f"{task_id}_organs",
+            env={
+                "NUM_CLASSES": str(len(classes)),
+                "ORGAN_CLASSES": "[" + ", ".join(classes[1:]) + "]",
+            },
+            pretraining_scans=scans,
+            pretraining_collections=[task_id],
+        )
+    return Dataset(
+        root=root,
+        segmentation_config=f"{task_id}.yaml",
+        probe_config="organ_patches.yaml",
+        segmentation_task=task_id,
+        organs_task=f"{task_id}_organs",
+        env={"ORGAN_SOURCE": adapter.__name__},
+        pretraining_scans=scans,
+        pretraining_collections=[task_id],
+    )
+
+
+def plan(
+    output: pathlib.Path, dataset: Dataset, preset: Preset, pretrain_steps: int | None
+) -> list[Step]:
+    """The demo's commands, in order."""
+    configs = configs_root()
+    python = sys.executable
+    coralbay = [python, "-m", "eva_coralbay.cli"]
+    eva = [python, "-m", "eva"]
+    pretrain_dir = output / "pretraining"
+    export_dir = output / "coralbay-demo"
+    leaderboard = output / "leaderboard"
+    steps = pretrain_steps if pretrain_steps is not None else preset.pretrain_steps
+    pretrain = [
+        *coralbay,
+        "pretrain",
+        "--config",
+        str(configs / "pretrain" / preset.pretrain_config),
+        "--output",
+        str(pretrain_dir),
+        "--data",
+        *map(str, dataset.pretraining_scans),
+    ]
+    if steps is not None:
+        pretrain += ["--max-steps", str(steps)]
+    result: list[Step] = [
+        Step("pretrain a CoralBay encoder with DINO", pretrain, log="pretrain.log"),
+        Step(
+            "export the teacher encoder",
+            [
+                *coralbay,
+                "export",
+                str(pretrain_dir / "checkpoints" / "last.ckpt"),
+                "--output",
+                str(export_dir),
+                "--overwrite",
+            ],
+            log="export.log",
+        ),
+    ]
+    models = {
+        "coralbay-demo": {
+            "MODEL_NAME": "radiology/coralbay",
+            "MODEL_EXTRA_KWARGS": json.dumps({"checkpoint": str(export_dir)}),
+        },
+        "coralbay-random": {
+            "MODEL_NAME": "radiology/coralbay_random",
+            "MODEL_EXTRA_KWARGS": json.dumps({"feature_size": preset.feature_size}),
+        },
+    }
+    common = {
+        **preset.env,
+        **dataset.env,
+        "DATA_ROOT": str(dataset.root),
+        "CORALBAY_CACHE": str(output / "cache"),
+        "TQDM_REFRESH_RATE": "0",
+    }
+    for model_id, model_env in models.items():
+        for kind, config, task_id, features in (
+            (
+                "fit",
+                configs / "radiology" / "online" / "segmentation" / dataset.segmentation_config,
+                dataset.segmentation_task,
+                preset.feature_size,
+            ),
+            (
+                "predict_fit",
+                configs / "radiology" / "offline" / "classification" / dataset.probe_config,
+                dataset.organs_task,
+                24 * preset.feature_size,
+            ),
+        ):
+            run_root = output / "runs" / model_id / task_id
+            env = {
+                **common,
+                **model_env,
+                "TASK_ID": task_id,
+                "IN_FEATURES": str(features),
+                "OUTPUT_ROOT": str(run_root),
+                "EMBEDDINGS_ROOT": str(output / "embeddings" / model_id),
+            }
+            result.append(
+                Step(
+                    f"eva {kind}: {task_id} with {model_id}",
+                    [*eva, kind, "--config", str(config)],
+                    env=env,
+                    log=f"eva-{kind}-{model_id}.log",
+                )
+            )
+            result.append(
+                Step(
+                    f"submit {model_id} / {task_id} to the leaderboard",
+                    [
+                        *coralbay,
+                        "leaderboard",
+                        "submit",
+                        str(run_root),
+                        "--model",
+                        model_id,
+                        "--task",
+                        task_id,
+                        "--root",
+                        str(leaderboard),
+                        "--replace",
+                        *_model_card_arguments(model_id, export_dir, dataset, preset),
+                    ],
+                    log="leaderboard.log",
+                )
+            )
+    result.append(
+        Step(
+            "build the leaderboard",
+            [*coralbay, "leaderboard", "build", "--root", str(leaderboard)],
+            log="leaderboard.log",
+        )
+    )
+    return result
+
+
+def _model_card_arguments(
+    model_id: str, export_dir: pathlib.Path, dataset: Dataset, preset: Preset
+) -> list[str]:
+    embedding = ["--embedding-dim", str(24 * preset.feature_size)]
+    if model_id == "coralbay-random":
+        return ["--display-name", f"CoralBay random init (F={preset.feature_size})", *embedding]
+    return [
+        "--display-name",
+        f"CoralBay demo (F={preset.feature_size}, DINO)",
+        "--pretraining-datasets",
+        ",".join(dataset.pretraining_collections),
+        "--weights-source",
+        str(export_dir / "model.safetensors"),
+        *embedding,
+    ]
+
+
+def run_steps(
+    steps: Sequence[Step],
+    logs: pathlib.Path,
+    *,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """Runs the steps in order, streaming each one's output to its log file.
+
+    Raises:
+        RuntimeError: When a step fails; the message holds its command, log and last lines.
+    """
+    from rich.console import Console
+
+    console = Console(stderr=False, highlight=False)
+    logs.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    for number, step in enumerate(steps, start=1):
+        log_path = logs / (step.log or f"step-{number:02d}.log")
+        header = f"[{number}/{len(steps)}] {step.title}"
+        # Unbuffered, so that progress reaches the console while the step runs.
+        environment = {**os.environ, "PYTHONUNBUFFERED": "1", **step.env}
+        tail: collections.deque[str] = collections.deque(maxlen=30)
+        step_started = time.monotonic()
+        with (
+            log_path.open("a", encoding="utf-8") as log,
+            console.status(header) as status,
+        ):
+            log.write(f"\n$ {_shell_line(step)}\n")
+            log.flush()
+            process = subprocess.Popen(
+                step.command,
+                env=environment,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                bufsize=1,
+            )
+            assert process.stdout is not None
+            for raw_line in process.stdout:
+                log.write(raw_line)
+                # Progress bars redraw with carriage returns: show their latest state.
+                line = raw_line.rstrip("\n").split("\r")[-1].strip()
+                if line:
+                    tail.append(line)
+                    elapsed = time.monotonic() - step_started
+                    status.update(f"{header}  [dim]{elapsed:4.0f}s  {line[:90]}[/dim]")
+            code = process.wait()
+        elapsed = time.monotonic() - step_started
+        if code != 0:
+            last = "\n".join(f"    {line}" for line in tail)
+            raise RuntimeError(
+                f"step {number} ({step.title}) failed with exit code {code} after {elapsed:.0f} s"
+                f"\n  command: {_shell_line(step)}\n  log: {log_path}\n  last output:\n{last}"
+            )
+        echo(f"{header}  done in {elapsed:.0f} s  (log: {log_path})")
+    echo(f"all {len(steps)} steps done in {time.monotonic() - started:.0f} s")
+
+
+def _shell_line(step: Step) -> str:
+    environment = " ".join(f"{key}={shlex.quote(value)}" for key, value in step.env.items())
+    command = " ".join(shlex.quote(part) for part in step.command)
+    return f"{environment} {command}".strip()
+
+
+def summary(output: pathlib.Path) -> str:
+    """Where the results are, and the overall table of the built leaderboard."""
+    leaderboard = output / "leaderboard"
+    lines = [
+        "",
+        "Results",
+        f"  leaderboard (markdown): {leaderboard / 'README.md'}",
+        f"  heatmap:                {leaderboard / 'heatmap.png'}  (and heatmap.svg)",
+        f"  leaderboard table:      {leaderboard / 'leaderboard.parquet'}",
+        f"  submissions:            {leaderboard / 'submissions'}",
+        f"  pretrained encoder:     {output / 'coralbay-demo'}  (model.safetensors + config.json)",
+        f"  pretraining checkpoints:{output / 'pretraining' / 'checkpoints'}",
+        f"  eva runs:               {output / 'runs'}  (results.json, per_case_scores.parquet)",
+        f"  logs:                   {output / 'logs'}",
+    ]
+    readme = leaderboard / "README.md"
+    if readme.exists():
+        table = _first_table(readme.read_text(encoding="utf-8"))
+        if table:
+            lines += ["", "Overall table (from the leaderboard's README.md):", *table]
+    return "\n".join(lines)
+
+
+def _first_table(markdown: str) -> list[str]:
+    rows: list[str] = []
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            rows.append(line)
+        elif rows:
+            break
+    return rows
