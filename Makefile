@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+demo: $(STAMP)
+	$(VENV)/bin/coralbay demo
+
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup
 

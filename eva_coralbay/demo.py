@@ -392,6 +392,7 @@ def run_steps(
             assert process.stdout is not None
             for raw_line in process.stdout:
                 log.write(raw_line)
+                log.flush()  # so that `tail -f` on the log follows the step live
                 # Progress bars redraw with carriage returns: show their latest state.
                 line = raw_line.rstrip("\n").split("\r")[-1].strip()
                 if line:
