@@ -60,10 +60,10 @@ TINY = Preset(
     env={
         "N_RUNS": "1",
         "ROI_SIZE": "[64, 64, 64]",
-        "SW_OVERLAP": "0.25",
-        "SW_BATCH_SIZE": "2",
-        "MAX_STEPS": "60",
-        "VAL_CHECK_INTERVAL": "30",
+        "SW_OVERLAP": "0",
+        "SW_BATCH_SIZE": "4",
+        "MAX_STEPS": "20",
+        "VAL_CHECK_INTERVAL": "20",
         "BATCH_SIZE": "2",
         "SAMPLE_BATCH_SIZE": "2",
         "N_DATA_WORKERS": "0",
@@ -76,6 +76,16 @@ TINY = Preset(
 )
 """Minutes on 2 CPU cores: a small encoder, short runs, one run per task."""
 
+SMOKE = Preset(
+    name="smoke",
+    pretrain_config="demo.yaml",
+    pretrain_steps=2,
+    feature_size=12,
+    env={**TINY.env, "MAX_STEPS": "4", "VAL_CHECK_INTERVAL": "4", "LOG_EVERY_N_STEPS": "2"},
+)
+"""The tiny preset cut to a few steps per stage: checks that the whole chain runs (the suite's
+reduced main job), says nothing about quality."""
+
 FULL = Preset(
     name="full",
     pretrain_config="coralbay_f48.yaml",
@@ -85,7 +95,7 @@ FULL = Preset(
 )
 """The real thing: paper-scale pretraining and eva's radiology leaderboard protocol."""
 
-PRESETS = {preset.name: preset for preset in (TINY, FULL)}
+PRESETS = {preset.name: preset for preset in (SMOKE, TINY, FULL)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,7 +280,7 @@ def plan(
         **dataset.env,
         "DATA_ROOT": str(dataset.root),
         "CORALBAY_CACHE": str(output / "cache"),
-        "TQDM_REFRESH_RATE": "0",
+        "TQDM_REFRESH_RATE": "5",
     }
     for model_id, model_env in models.items():
         for kind, config, task_id, features in (
@@ -390,16 +400,25 @@ def run_steps(
                 bufsize=1,
             )
             assert process.stdout is not None
-            for raw_line in process.stdout:
-                log.write(raw_line)
-                log.flush()  # so that `tail -f` on the log follows the step live
-                # Progress bars redraw with carriage returns: show their latest state.
-                line = raw_line.rstrip("\n").split("\r")[-1].strip()
-                if line:
-                    tail.append(line)
-                    elapsed = time.monotonic() - step_started
-                    status.update(f"{header}  [dim]{elapsed:4.0f}s  {line[:90]}[/dim]")
-            code = process.wait()
+            try:
+                for raw_line in process.stdout:
+                    log.write(raw_line)
+                    log.flush()  # so that `tail -f` on the log follows the step live
+                    # Progress bars redraw with carriage returns: show their latest state.
+                    line = raw_line.rstrip("\n").split("\r")[-1].strip()
+                    if line:
+                        tail.append(line)
+                        elapsed = time.monotonic() - step_started
+                        status.update(f"{header}  [dim]{elapsed:4.0f}s  {line[:90]}[/dim]")
+                code = process.wait()
+            finally:
+                # Interrupted (Ctrl-C, a signal): the step must not outlive the demo.
+                if process.poll() is None:
+                    process.terminate()
+                    try:
+                        process.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
         elapsed = time.monotonic() - step_started
         if code != 0:
             last = "\n".join(f"    {line}" for line in tail)

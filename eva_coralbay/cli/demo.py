@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import signal
 import sys
 from typing import Any
 
@@ -47,9 +48,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--preset",
-        choices=("tiny", "full"),
-        help="step sizes: tiny (minutes on a CPU) or full (paper-scale pretraining, eva's "
-        "protocol); default: tiny for the phantoms, full with --data",
+        choices=("smoke", "tiny", "full"),
+        help="step sizes: smoke (a few steps per stage, to check the chain), tiny (minutes on "
+        "a CPU) or full (paper-scale pretraining, eva's protocol); default: tiny for the "
+        "phantoms, full with --data",
     )
     parser.add_argument("--pretrain-steps", type=int, help="override the pretraining steps")
     parser.set_defaults(run=run)
@@ -62,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from eva_coralbay import demo
 
     console = Console(highlight=False)
+    # A terminated demo unwinds (and stops its running step) instead of dying on the spot.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     preset = demo.PRESETS[args.preset or ("full" if args.data else "tiny")]
     output = args.output.resolve()
     console.print(f"[bold]coralbay demo[/bold]: preset {preset.name}, output {output}")

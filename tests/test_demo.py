@@ -1,0 +1,105 @@
+"""The main job: `coralbay demo`, reduced to a few steps per stage, from data to leaderboard."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from eva_coralbay import demo
+
+REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
+MODELS = ("coralbay-demo", "coralbay-random")
+TASKS = (demo.PHANTOM_SEGMENTATION_TASK, demo.PHANTOM_ORGANS_TASK)
+
+
+def _coralbay(*arguments: str, cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "eva_coralbay.cli", *arguments],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_plan_uses_the_shipped_configs_and_commands(tmp_path: pathlib.Path) -> None:
+    dataset = demo.write_phantom_benchmark(tmp_path / "data")
+    steps = demo.plan(tmp_path / "out", dataset, demo.PRESETS["tiny"], pretrain_steps=None)
+
+    commands = [step.command[2:4] for step in steps]
+    assert commands[0] == ["eva_coralbay.cli", "pretrain"]
+    assert commands[1] == ["eva_coralbay.cli", "export"]
+    assert commands[-1] == ["eva_coralbay.cli", "leaderboard"]
+    evaluations = [step for step in steps if step.command[1:3] == ["-m", "eva"]]
+    assert sorted((step.env["MODEL_NAME"], step.env["TASK_ID"]) for step in evaluations) == sorted(
+        (name, task)
+        for name in ("radiology/coralbay", "radiology/coralbay_random")
+        for task in TASKS
+    )
+    for step in evaluations:
+        config = pathlib.Path(step.command[step.command.index("--config") + 1])
+        assert config.is_file() and config.is_relative_to(REPOSITORY / "configs")
+        assert step.env["DATA_ROOT"] == str(dataset.root)
+    pretrained = [step for step in evaluations if step.env["MODEL_NAME"] == "radiology/coralbay"]
+    assert {json.loads(step.env["MODEL_EXTRA_KWARGS"])["checkpoint"] for step in pretrained} == {
+        str(tmp_path / "out" / "coralbay-demo")
+    }
+    # An ordinary Decathlon-layout dataset: 12 labelled cases, 4 of them named for validation.
+    manifest = json.loads((dataset.root / "dataset.json").read_text())
+    labelled = {case["image"] for case in manifest["training"]}
+    assert len(labelled) == 12 and len(manifest["validation"]) == 4
+    assert {f"./imagesTr/{case}.nii.gz" for case in manifest["validation"]} <= labelled
+    assert len(dataset.pretraining_scans) == 8
+    assert all(scan.is_file() for scan in dataset.pretraining_scans)
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path: pathlib.Path) -> None:
+    missing = tmp_path / "no_such_benchmark"
+    result = _coralbay(
+        "demo", "--data", str(missing), "--output", str(tmp_path / "out"), cwd=tmp_path
+    )
+    assert result.returncode == 1
+    assert str(missing) in result.stdout and "no such folder" in result.stdout
+    assert not (tmp_path / "out" / "leaderboard").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("demo")
+def test_reduced_main_job_publishes_all_results(tmp_path: pathlib.Path) -> None:
+    output = tmp_path / "demo"
+    result = _coralbay("demo", "--preset", "smoke", "--output", str(output), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    export = output / "coralbay-demo"
+    assert json.loads((export / "config.json").read_text())["feature_size"] == 12
+    assert (export / "model.safetensors").stat().st_size > 0
+    for model in MODELS:
+        for task in TASKS:
+            submission = output / "leaderboard" / "submissions" / model / f"{task}.json"
+            record = json.loads(submission.read_text())
+            assert record["model_id"] == model and record["task_id"] == task
+            assert 0.0 <= record["mean"] <= 1.0
+            assert list((output / "runs" / model / task).rglob("results.json"))
+            assert list((output / "runs" / model / task).rglob("per_case_scores.parquet"))
+
+    table = pd.read_parquet(output / "leaderboard" / "leaderboard.parquet")
+    assert set(table["model_id"]) == set(MODELS)
+    assert set(table["task_id"]) == set(TASKS)
+    readme = (output / "leaderboard" / "README.md").read_text()
+    assert "CoralBay demo (F=12, DINO)" in readme and "CoralBay random init (F=12)" in readme
+    assert (output / "leaderboard" / "heatmap.png").stat().st_size > 0
+    assert str(output / "leaderboard" / "README.md") in result.stdout
+    assert "all 11 steps done" in result.stdout
+
+    validate = _coralbay(
+        "leaderboard", "validate", "--root", str(output / "leaderboard"), cwd=tmp_path
+    )
+    assert validate.returncode == 0, validate.stdout + validate.stderr
