@@ -48,17 +48,21 @@ class Preset:
     """None: the config's own."""
     feature_size: int
     """F of the encoders evaluated (the pretrained one's, and coralbay_random's)."""
-    env: Mapping[str, str]
-    """Environment overrides of the eva configs (see docs/evaluation.md)."""
+    segmentation_env: Mapping[str, str]
+    """Environment overrides of the segmentation config (see docs/evaluation.md)."""
+    probe_env: Mapping[str, str]
+    """Environment overrides of the probe config."""
 
+
+_CPU_RUNS = {"N_RUNS": "1", "N_DATA_WORKERS": "0", "PERSISTENT_WORKERS": "false"}
 
 TINY = Preset(
     name="tiny",
     pretrain_config="demo.yaml",
     pretrain_steps=None,
     feature_size=12,
-    env={
-        "N_RUNS": "1",
+    segmentation_env={
+        **_CPU_RUNS,
         "ROI_SIZE": "[64, 64, 64]",
         "SW_OVERLAP": "0",
         "SW_BATCH_SIZE": "4",
@@ -66,12 +70,15 @@ TINY = Preset(
         "VAL_CHECK_INTERVAL": "20",
         "BATCH_SIZE": "2",
         "SAMPLE_BATCH_SIZE": "2",
-        "N_DATA_WORKERS": "0",
-        "PERSISTENT_WORKERS": "false",
-        "LOG_EVERY_N_STEPS": "10",
-        "PATCH_SIZE": "32",
+        "LOG_EVERY_N_STEPS": "5",
+    },
+    probe_env={
+        **_CPU_RUNS,
+        # One step per epoch (the config's batch of 256 holds every patch), validated each.
+        "MAX_STEPS": "100",
         "MIN_VOXELS": "50",
         "PREDICT_BATCH_SIZE": "8",
+        "LOG_EVERY_N_STEPS": "10",
     },
 )
 """Minutes on 2 CPU cores: a small encoder, short runs, one run per task."""
@@ -81,7 +88,8 @@ SMOKE = Preset(
     pretrain_config="demo.yaml",
     pretrain_steps=2,
     feature_size=12,
-    env={**TINY.env, "MAX_STEPS": "4", "VAL_CHECK_INTERVAL": "4", "LOG_EVERY_N_STEPS": "2"},
+    segmentation_env={**TINY.segmentation_env, "MAX_STEPS": "4", "VAL_CHECK_INTERVAL": "4"},
+    probe_env={**TINY.probe_env, "MAX_STEPS": "4"},
 )
 """The tiny preset cut to a few steps per stage: checks that the whole chain runs (the suite's
 reduced main job), says nothing about quality."""
@@ -91,7 +99,8 @@ FULL = Preset(
     pretrain_config="coralbay_f48.yaml",
     pretrain_steps=None,
     feature_size=48,
-    env={},
+    segmentation_env={},
+    probe_env={},
 )
 """The real thing: paper-scale pretraining and eva's radiology leaderboard protocol."""
 
@@ -110,6 +119,11 @@ class Dataset:
     segmentation_task: str
     organs_task: str
     env: Mapping[str, str]
+    """Environment of both configs."""
+    segmentation_env: Mapping[str, str]
+    """Environment of the segmentation config only (its classes include the background)."""
+    probe_env: Mapping[str, str]
+    """Environment of the probe config only (its classes are the organs)."""
     pretraining_scans: Sequence[pathlib.Path]
     pretraining_collections: Sequence[str]
 
@@ -166,18 +180,16 @@ def write_phantom_benchmark(root: pathlib.Path) -> Dataset:
             layouts.save_nifti(temporary, phantom.image, phantom.affine)
             os.replace(temporary, path)
         scans.append(path)
-    organs = [name for name in layouts.PHANTOM_CLASSES[1:]]
+    organs = list(layouts.PHANTOM_CLASSES[1:])
     return Dataset(
         root=benchmark,
         segmentation_config="decathlon_format.yaml",
         probe_config="decathlon_format_organs.yaml",
         segmentation_task=PHANTOM_SEGMENTATION_TASK,
         organs_task=PHANTOM_ORGANS_TASK,
-        env={
-            "NUM_CLASSES": str(len(layouts.PHANTOM_CLASSES)),
-            "ORGAN_CLASSES": "[" + ", ".join(organs) + "]",
-            "ALLOW_INCOMPLETE": "true",
-        },
+        env={"ALLOW_INCOMPLETE": "true"},
+        segmentation_env={"NUM_CLASSES": str(len(layouts.PHANTOM_CLASSES))},
+        probe_env=_organ_probe_env(organs),
         pretraining_scans=scans,
         pretraining_collections=[PRETRAINING_COLLECTION],
     )
@@ -199,18 +211,17 @@ def real_benchmark(root: pathlib.Path, dataset_name: str) -> Dataset:
     train = adapter(root=str(root), split="train", profile=None)
     train.configure()
     scans = [pathlib.Path(case.image) for case in train.cases]
+    organs = list(train.classes[1:])
     if adapter is adapters.DecathlonFormat:
-        classes = train.classes
         return Dataset(
             root=root,
             segmentation_config="decathlon_format.yaml",
             probe_config="decathlon_format_organs.yaml",
             segmentation_task=task_id,
             organs_task=f"{task_id}_organs",
-            env={
-                "NUM_CLASSES": str(len(classes)),
-                "ORGAN_CLASSES": "[" + ", ".join(classes[1:]) + "]",
-            },
+            env={},
+            segmentation_env={"NUM_CLASSES": str(len(train.classes))},
+            probe_env=_organ_probe_env(organs),
             pretraining_scans=scans,
             pretraining_collections=[task_id],
         )
@@ -220,10 +231,17 @@ def real_benchmark(root: pathlib.Path, dataset_name: str) -> Dataset:
         probe_config="organ_patches.yaml",
         segmentation_task=task_id,
         organs_task=f"{task_id}_organs",
-        env={"ORGAN_SOURCE": adapter.__name__},
+        env={},
+        segmentation_env={},
+        probe_env={"ORGAN_SOURCE": adapter.__name__, **_organ_probe_env(organs)},
         pretraining_scans=scans,
         pretraining_collections=[task_id],
     )
+
+
+def _organ_probe_env(organs: Sequence[str]) -> dict[str, str]:
+    """The probe's classes: every foreground label of the segmentation task."""
+    return {"ORGAN_CLASSES": "[" + ", ".join(organs) + "]", "NUM_CLASSES": str(len(organs))}
 
 
 def plan(
@@ -276,30 +294,32 @@ def plan(
         },
     }
     common = {
-        **preset.env,
         **dataset.env,
         "DATA_ROOT": str(dataset.root),
         "CORALBAY_CACHE": str(output / "cache"),
         "TQDM_REFRESH_RATE": "5",
     }
     for model_id, model_env in models.items():
-        for kind, config, task_id, features in (
+        for kind, config, task_id, features, task_env in (
             (
                 "fit",
                 configs / "radiology" / "online" / "segmentation" / dataset.segmentation_config,
                 dataset.segmentation_task,
                 preset.feature_size,
+                {**preset.segmentation_env, **dataset.segmentation_env},
             ),
             (
                 "predict_fit",
                 configs / "radiology" / "offline" / "classification" / dataset.probe_config,
                 dataset.organs_task,
                 24 * preset.feature_size,
+                {**preset.probe_env, **dataset.probe_env},
             ),
         ):
             run_root = output / "runs" / model_id / task_id
             env = {
                 **common,
+                **task_env,
                 **model_env,
                 "TASK_ID": task_id,
                 "IN_FEATURES": str(features),

@@ -48,6 +48,9 @@ def test_plan_uses_the_shipped_configs_and_commands(tmp_path: pathlib.Path) -> N
         config = pathlib.Path(step.command[step.command.index("--config") + 1])
         assert config.is_file() and config.is_relative_to(REPOSITORY / "configs")
         assert step.env["DATA_ROOT"] == str(dataset.root)
+        # Segmentation counts the background; the organ probe only the six organs.
+        expected_classes = 7 if step.command[3] == "fit" else 6
+        assert step.env["NUM_CLASSES"] == str(expected_classes)
     pretrained = [step for step in evaluations if step.env["MODEL_NAME"] == "radiology/coralbay"]
     assert {json.loads(step.env["MODEL_EXTRA_KWARGS"])["checkpoint"] for step in pretrained} == {
         str(tmp_path / "out" / "coralbay-demo")

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     from eva_coralbay import demo
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)  # paths stay whole when piped
     # A terminated demo unwinds (and stops its running step) instead of dying on the spot.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     preset = demo.PRESETS[args.preset or ("full" if args.data else "tiny")]

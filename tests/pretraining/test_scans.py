@@ -33,7 +33,8 @@ def test_find_scans_expands_files_folders_globs_and_manifests(
     first = _write_nifti(folder / "a.nii.gz", _body_phantom())
     second = _write_nifti(folder / "nested" / "b.nii", _body_phantom())
     (folder / "notes.md").write_text("not a scan")
-    dicom = totalsegmentator_dir / "example_ct_dicom"
+    # find_scans resolves paths; ../shared may itself be a symbolic link.
+    dicom = (totalsegmentator_dir / "example_ct_dicom").resolve()
 
     assert find_scans([folder]) == [first, second]
     assert find_scans([str(folder / "**" / "*.nii*")]) == [first, second]
