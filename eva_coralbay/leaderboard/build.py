@@ -61,6 +61,11 @@ def render_outputs(
     Raises:
         LeaderboardError: When the folder has no submissions or any invalid one.
     """
+    with load.collector_paused():
+        return _render_outputs(root, top)
+
+
+def _render_outputs(root: pathlib.Path, top: int) -> tuple[dict[str, bytes], aggregate.Board]:
     store = Store(root)
     loaded = load.load(store)
     if loaded.problems:

@@ -86,7 +86,10 @@ def render(board: Board, top: int = TOP_MODELS) -> tuple[bytes, bytes]:
             vmin=float(finite.min()) if finite.size else 0.0,
             vmax=float(finite.max()) if finite.size else 1.0,
             aspect="auto",
-            interpolation="nearest",
+            # The SVG then holds one pixel per cell, scaled with crisp edges, instead of a
+            # resampled 100-dpi raster (smaller, exact and half the time); Agg draws "none"
+            # as "nearest", so the PNG is unchanged.
+            interpolation="none",
         )
         threshold = float(np.mean(finite)) if finite.size else 0.5
         if values.size <= ANNOTATED_CELLS:

@@ -1,3 +1,4 @@
+import base64
 import io
 import pathlib
 import re
@@ -238,6 +239,19 @@ def test_heatmap_shows_the_top_models(root: pathlib.Path, tmp_path: pathlib.Path
     png, svg = render_heatmap.render(board, top=2)
     assert png.startswith(b"\x89PNG") and b"<svg" in svg
     assert b"Date" not in svg and b"Software" not in png
+    # The SVG holds the grid itself, one pixel per cell (best model on top), not a raster.
+    import matplotlib
+    from PIL import Image
+
+    grid = next(
+        Image.open(io.BytesIO(base64.b64decode(data))).convert("RGBA")
+        for data, attributes in re.findall(rb'href="data:image/png;base64,\s*([^"]*)"([^>]*)', svg)
+        if b"pixelated" in attributes
+    )
+    assert grid.size == (1, 2)  # one task, two models
+    viridis = matplotlib.colormaps["viridis"]
+    assert grid.getpixel((0, 0)) == viridis(1.0, bytes=True)
+    assert grid.getpixel((0, 1)) == viridis(0.0, bytes=True)
 
 
 def test_build_refuses_invalid_folder_and_writes_nothing(

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 from tests.leaderboard import eva_output
+from tests.leaderboard.builders import per_case_dice
 
 HEAVY = ("torch", "eva", "lightning", "monai", "eva_coralbay.models", "eva_coralbay.data")
 
@@ -51,3 +52,18 @@ def test_submit_and_build_run_without_torch_or_eva(tmp_path: pathlib.Path) -> No
     built = _run("leaderboard", "build", "--root", root, watched=HEAVY)
     assert built == {"status": 0, "loaded": []}
     assert (tmp_path / "leaderboard" / "README.md").is_file()
+
+
+def test_submit_with_per_case_scores_reads_them_without_pandas(tmp_path: pathlib.Path) -> None:
+    session = eva_output.write_session(
+        tmp_path / "logs",
+        eva_output.SEGMENTATION_TEMPLATE,
+        eva_output.segmentation_metrics([0.8, 0.82]),
+    )
+    per_case_dice(0.8, 1).to_parquet(session / "per_case_scores.parquet")
+    root = tmp_path / "leaderboard"
+    # pyarrow reads and checks the file; pandas and pyarrow.compute would double the time.
+    watched = (*HEAVY, "pandas", "matplotlib", "pyarrow.compute")
+    submitted = _run("leaderboard", "submit", str(session), "--root", str(root), watched=watched)
+    assert submitted == {"status": 0, "loaded": []}
+    assert len(list((root / "submissions").glob("*/per_case/*.parquet"))) == 1

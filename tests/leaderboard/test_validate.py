@@ -5,7 +5,8 @@ import shutil
 import pytest
 
 from eva_coralbay import cli
-from eva_coralbay.leaderboard import build, validate
+from eva_coralbay.leaderboard import build, load, validate
+from eva_coralbay.leaderboard.store import Store
 from eva_coralbay.leaderboard.submit import ModelDetails
 from tests.leaderboard.builders import per_case_dice, submit_scores
 
@@ -78,3 +79,24 @@ def test_missing_folder(tmp_path: pathlib.Path) -> None:
     assert validate.validate(tmp_path / "nothing") == [
         f"{missing}: missing (no leaderboard here; submit to create one)"
     ]
+
+
+def test_big_integers_and_lone_surrogates(board: pathlib.Path) -> None:
+    submissions = board / "submissions"
+    big = json.loads((submissions / "beta" / "btcv.json").read_text())
+    big["parameters"] = 2**70  # beyond 64 bits: orjson would read a float
+    (submissions / "beta" / "btcv.json").write_text(json.dumps(big))
+    surrogate = big | {"model_id": "gamma", "display_name": "Gamma \ud800", "parameters": 5}
+    (submissions / "gamma").mkdir()
+    (submissions / "gamma" / "btcv.json").write_text(json.dumps(surrogate))
+
+    loaded = load.load(Store(board))
+
+    beta = next(entry for entry in loaded.entries if entry["model_id"] == "beta")
+    assert beta == big
+    assert type(beta["parameters"]) is int
+    # A lone surrogate cannot be written to the UTF-8 README: the file is refused, by name.
+    assert [problem.split(": ")[:2] for problem in loaded.problems] == [
+        [str(submissions / "gamma" / "btcv.json"), "malformed JSON"]
+    ]
+    assert "surrogate" in loaded.problems[0]
