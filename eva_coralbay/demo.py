@@ -369,7 +369,13 @@ def _model_card_arguments(
 ) -> list[str]:
     embedding = ["--embedding-dim", str(24 * preset.feature_size)]
     if model_id == "coralbay-random":
-        return ["--display-name", f"CoralBay random init (F={preset.feature_size})", *embedding]
+        return [
+            "--display-name",
+            f"CoralBay random init (F={preset.feature_size})",
+            "--pretraining-datasets",
+            "",  # saw no images: uncontaminated everywhere
+            *embedding,
+        ]
     return [
         "--display-name",
         f"CoralBay demo (F={preset.feature_size}, DINO)",
