@@ -34,3 +34,8 @@ def shared_data_dir() -> pathlib.Path:
 def totalsegmentator_dir(shared_data_dir: pathlib.Path) -> pathlib.Path:
     """TotalSegmentator's reference scans: scan A (RAS), B (DICOM, LAS labels), C (LPS)."""
     return shared_data_dir / "totalsegmentator"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Schedules the end-to-end jobs first, so that xdist overlaps them with the quick tests."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
