@@ -187,9 +187,16 @@ def test_bias_follows_parameter_updates() -> None:
     assert (after[1] - before[1]).abs().max() > 1e-2
 
 
-def test_attention_backward_matches_autograd() -> None:
+@pytest.mark.parametrize("windows_per_step", [2, 64])
+def test_attention_backward_matches_autograd(
+    windows_per_step: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     generator = torch.Generator().manual_seed(7)
-    count, heads, n, dim = 3, 2, 27, 8
+    count, heads, n, dim = 5, 2, 27, 8
+    # 2 windows per step: steps of 2, 2 and 1 windows, as on real inputs.
+    monkeypatch.setattr(
+        window_attention, "_BACKWARD_STEP_ELEMENTS", windows_per_step * heads * n * n
+    )
     q, k, v = (torch.randn(count, heads, n, dim, generator=generator) for _ in range(3))
     labels = torch.arange(n) % 3 == 0
     shift_mask = torch.where(labels[:, None] != labels[None, :], windows.MASK_VALUE, 0.0)
