@@ -232,7 +232,7 @@ def plot(metrics_csv: Path, figure: Path) -> dict[str, Any]:
 
     frame = pd.read_csv(metrics_csv).groupby("step").last()
     panels = {
-        "train/loss": "DINO loss",
+        "train/dino_loss": "DINO loss (cross-entropy)",
         "train/teacher_entropy": "teacher entropy (nats)",
         "train/kl": "KL(teacher || student)",
         "train/embedding_std": "embedding std x sqrt(d)",

@@ -170,6 +170,7 @@ class DINOPretraining(L.LightningModule):
         metrics.update(
             {
                 "train/loss": loss.detach(),
+                "train/dino_loss": dino_loss.detach(),
                 "train/lr": self._value("lr", self.global_step),
                 "train/weight_decay": self._value("weight_decay", self.global_step),
                 "train/teacher_momentum": self._momentum,

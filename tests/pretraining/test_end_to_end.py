@@ -12,7 +12,13 @@ from eva_coralbay.models import load_encoder
 
 REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[2]
 SMOKE = REPOSITORY_ROOT / "configs" / "pretrain" / "smoke.yaml"
-SIGNALS = ["train/loss", "train/teacher_entropy", "train/kl", "train/embedding_std"]
+SIGNALS = [
+    "train/loss",
+    "train/dino_loss",
+    "train/teacher_entropy",
+    "train/kl",
+    "train/embedding_std",
+]
 
 
 def _metrics(output: pathlib.Path, version: int) -> pd.DataFrame:
