@@ -76,6 +76,9 @@ class LossConfig:
     center_momentum: float = 0.9
     """Momentum of the EMA center."""
 
+    center_init: str = "zero"
+    """Start of the EMA center: 'zero' (DINO's) or 'first_batch' (the first batch's mean)."""
+
     sinkhorn_iterations: int = 3
     """Sinkhorn-Knopp normalisation rounds when `centering` is 'sinkhorn'."""
 
@@ -83,9 +86,13 @@ class LossConfig:
     """Weight of the KoLeo regulariser on the student's global-crop embeddings (0 disables it)."""
 
     def __post_init__(self) -> None:
-        """Rejects unknown centering methods and non-positive temperatures."""
+        """Rejects unknown centering methods or starts and non-positive temperatures."""
         if self.centering not in {"ema", "sinkhorn"}:
             raise ValueError(f"loss.centering must be 'ema' or 'sinkhorn', got {self.centering!r}")
+        if self.center_init not in {"zero", "first_batch"}:
+            raise ValueError(
+                f"loss.center_init must be 'zero' or 'first_batch', got {self.center_init!r}"
+            )
         for name in ("student_temp", "teacher_temp", "warmup_teacher_temp"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"loss.{name} must be positive, got {getattr(self, name)}")

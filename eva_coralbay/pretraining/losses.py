@@ -64,30 +64,47 @@ class EMACenter(nn.Module):
     """
 
     center: torch.Tensor
+    initialised: torch.Tensor
 
-    def __init__(self, out_dim: int, momentum: float = 0.9) -> None:
-        """Starts the center at zero.
+    def __init__(self, out_dim: int, momentum: float = 0.9, init: str = "zero") -> None:
+        """Starts the center at zero, or at the first batch's mean.
 
         Args:
             out_dim: Number of prototypes.
             momentum: Weight of the old center in each update.
+            init: 'zero' (DINO's) or 'first_batch'. From zero, a sharp teacher gives every crop
+                the same one-hot target until the running mean catches up with the logits'
+                common part, tens of steps in which the loss is near 0 only because teacher and
+                student agree trivially; 'first_batch' centers from the first step on.
         """
         super().__init__()
         if not 0 <= momentum < 1:
             raise ValueError(f"center momentum must lie in [0, 1), got {momentum}")
+        if init not in {"zero", "first_batch"}:
+            raise ValueError(f"center init must be 'zero' or 'first_batch', got {init!r}")
         self.momentum = momentum
         self.register_buffer("center", torch.zeros(1, out_dim))
+        # A buffer, so that a resumed run does not re-initialise the center.
+        self.register_buffer("initialised", torch.tensor(init == "zero"))
 
     def forward(self, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
         """Returns the teacher's target distributions softmax((logits - center) / temperature)."""
+        if not bool(self.initialised):
+            with torch.no_grad():
+                self.center.copy_(_global_mean(teacher_logits))
+                self.initialised.fill_(True)
         return F.softmax((teacher_logits - self.center) / temperature, dim=-1)
 
     @torch.no_grad()
     def update(self, teacher_logits: torch.Tensor) -> None:
         """Moves the center towards the mean of `teacher_logits` over the global batch."""
-        batch_sum = _all_reduce(teacher_logits.float().sum(dim=0, keepdim=True))
-        batch_mean = batch_sum / (teacher_logits.shape[0] * _world_size())
-        self.center.mul_(self.momentum).add_(batch_mean, alpha=1 - self.momentum)
+        self.center.mul_(self.momentum).add_(_global_mean(teacher_logits), alpha=1 - self.momentum)
+
+
+def _global_mean(logits: torch.Tensor) -> torch.Tensor:
+    """The (1, K) mean of `logits` over the samples of all processes."""
+    batch_sum = _all_reduce(logits.detach().float().sum(dim=0, keepdim=True))
+    return batch_sum / (logits.shape[0] * _world_size())
 
 
 @torch.no_grad()

@@ -81,7 +81,9 @@ class DINOPretraining(L.LightningModule):
         self.teacher = copy.deepcopy(self.student)
         self.teacher.requires_grad_(False)
         self.center = (
-            losses.EMACenter(head.out_dim, self.config.loss.center_momentum)
+            losses.EMACenter(
+                head.out_dim, self.config.loss.center_momentum, self.config.loss.center_init
+            )
             if self.config.loss.centering == "ema"
             else None
         )

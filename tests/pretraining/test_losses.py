@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -47,6 +48,28 @@ def test_ema_center_follows_the_running_mean_and_removes_a_constant_offset() -> 
     assert probs[:, 3].mean() < 0.5
     uncentred = F.softmax(biased / 0.5, dim=-1)
     assert uncentred[:, 3].min() > 0.99
+
+
+def test_ema_center_from_the_first_batch_centres_the_first_step_and_survives_a_reload() -> None:
+    offset = torch.zeros(8)
+    offset[3] = 50.0
+    first = _logits(6, 8, seed=4) + offset
+    center = losses.EMACenter(out_dim=8, momentum=0.9, init="first_batch")
+    probs = center(first, temperature=0.5)
+    torch.testing.assert_close(center.center, first.mean(dim=0, keepdim=True))
+    torch.testing.assert_close(probs, F.softmax((first - first.mean(0, keepdim=True)) / 0.5, -1))
+    assert probs[:, 3].mean() < 0.5
+    # From zero the same batch is all prototype 3: the start the option avoids.
+    assert losses.EMACenter(out_dim=8)(first, temperature=0.5)[:, 3].min() > 0.99
+
+    center.update(first)
+    second = _logits(6, 8, seed=5)
+    resumed = losses.EMACenter(out_dim=8, momentum=0.9, init="first_batch")
+    resumed.load_state_dict(center.state_dict())
+    torch.testing.assert_close(resumed(second, 0.5), center(second, 0.5))
+    torch.testing.assert_close(resumed.center, first.mean(dim=0, keepdim=True))
+    with pytest.raises(ValueError, match="center init"):
+        losses.EMACenter(out_dim=8, init="mean")
 
 
 def test_sinkhorn_knopp_balances_prototypes_by_diagonal_scaling() -> None:
