@@ -38,9 +38,7 @@ def run_unetr_block(block: unetr_block.UnetrBasicBlock, x: torch.Tensor) -> torc
     if needs_grad:
         out = F.leaky_relu(norms[0](layer.conv1(x)), slope)
         out = norms[1](layer.conv2(out))
-        residual = x
-        if len(norms) == 3:
-            residual = norms[2](_pointwise_conv(layer.get_submodule("conv3.conv"), x))
+        residual = norms[2](layer.conv3(x)) if len(norms) == 3 else x
         return F.leaky_relu(out + residual, slope)
     out = layer.conv1(x).contiguous()
     _instance_norm_(out, norms[0].eps)
