@@ -1,7 +1,8 @@
 """Evidence that DINO pretraining learns: an organ-patch probe, pretrained versus random CoralBay.
 
 1. Pretrains a small CoralBay (configs/pretrain/cpu_f12.yaml, F=12) on the three real CT scans
-   in ../shared/data (no labels) for at most `--minutes` of wall-clock time on this machine.
+   in ../shared/data (no labels) for at most `--cpu-minutes` of CPU time (all threads, reading
+   the scans included).
 2. Cuts patches (the pretraining crop shape) centred on random voxels of organs that both
    labelled scans show (TotalSegmentator model outputs), from scan A (abdomen/pelvis, NIfTI) and
    scan B (upper abdomen, JPEG-2000 DICOM), standardised with CoralBay's profile.
@@ -13,7 +14,7 @@
    patch-sampling seeds.
 
 Run: `python -m benchmarks pretraining_probe` or, with options,
-`python -m benchmarks.pretraining_probe --minutes 10 --workdir /tmp/probe`.
+`python -m benchmarks.pretraining_probe --cpu-minutes 10 --workdir /tmp/probe`.
 """
 
 from __future__ import annotations
