@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import distributed, nn
+from typing_extensions import override
 
 
 def _all_reduce(tensor: torch.Tensor) -> torch.Tensor:
@@ -87,6 +89,15 @@ class EMACenter(nn.Module):
         # A buffer, so that a resumed run does not re-initialise the center.
         self.register_buffer("initialised", torch.tensor(init == "zero"))
 
+    @override
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        # Checkpoints written before `init` existed hold a center that has been running.
+        state_dict.setdefault(prefix + "initialised", torch.tensor(True))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @override
     def forward(self, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
         """Returns the teacher's target distributions softmax((logits - center) / temperature)."""
         if not bool(self.initialised):

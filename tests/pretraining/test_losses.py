@@ -68,6 +68,11 @@ def test_ema_center_from_the_first_batch_centres_the_first_step_and_survives_a_r
     resumed.load_state_dict(center.state_dict())
     torch.testing.assert_close(resumed(second, 0.5), center(second, 0.5))
     torch.testing.assert_close(resumed.center, first.mean(dim=0, keepdim=True))
+    # A center saved before the start option existed keeps running after a reload.
+    older = {"center": center.center.clone()}
+    reloaded = losses.EMACenter(out_dim=8, momentum=0.9, init="first_batch")
+    reloaded.load_state_dict(older)
+    torch.testing.assert_close(reloaded(second, 0.5), center(second, 0.5))
     with pytest.raises(ValueError, match="center init"):
         losses.EMACenter(out_dim=8, init="mean")
 
