@@ -88,6 +88,9 @@ class EMACenter(nn.Module):
         self.register_buffer("center", torch.zeros(1, out_dim))
         # A buffer, so that a resumed run does not re-initialise the center.
         self.register_buffer("initialised", torch.tensor(init == "zero"))
+        # Reading the buffer costs a device sync: it is read once, at the first step after
+        # construction or a reload, and then remembered.
+        self._started = init == "zero"
 
     @override
     def _load_from_state_dict(
@@ -96,14 +99,17 @@ class EMACenter(nn.Module):
         # Checkpoints written before `init` existed hold a center that has been running.
         state_dict.setdefault(prefix + "initialised", torch.tensor(True))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._started = False
 
     @override
     def forward(self, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
         """Returns the teacher's target distributions softmax((logits - center) / temperature)."""
-        if not bool(self.initialised):
-            with torch.no_grad():
-                self.center.copy_(_global_mean(teacher_logits))
-                self.initialised.fill_(True)
+        if not self._started:
+            if not bool(self.initialised):
+                with torch.no_grad():
+                    self.center.copy_(_global_mean(teacher_logits))
+                    self.initialised.fill_(True)
+            self._started = True
         return F.softmax((teacher_logits - self.center) / temperature, dim=-1)
 
     @torch.no_grad()
