@@ -61,8 +61,14 @@ def test_each_layout_round_trips(
     for key, tensor in checkpoints.prefixed("swinViT.", source.swinViT.state_dict()).items():
         assert torch.equal(loaded[key], tensor), key
     expected = checkpoints.reference_maps(source)
+    tensor = checkpoints.random_input()
     with torch.no_grad():
-        maps = encoder.forward_features(checkpoints.random_input())
+        maps = encoder.forward_features(tensor)
+        if not layout.transformer_only:
+            # The deepest block instance-normalises a 2x1x1 map: two nearly equal values, so
+            # the transformer's 1e-6 rounding differences reach 1e-4 there on some CPUs. Fed
+            # the loaded encoder's own transformer state, the source's block must agree.
+            expected = (*expected[:5], source.encoder10(encoder.swinViT(tensor)[4]))
     assert len(maps) == 6
     # A bare transformer leaves the conv blocks at initialisation: only its own map must agree.
     compared = [4] if layout.transformer_only else range(6)
