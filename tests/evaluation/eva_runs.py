@@ -6,7 +6,6 @@ import contextlib
 import io
 import os
 import pathlib
-import subprocess
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +14,7 @@ import jsonargparse
 import lightning.pytorch as pl
 import yaml
 
+from tests import hang_guard
 from tests.conftest import REPOSITORY_ROOT
 
 CONFIG_ENV_VARS = (
@@ -124,17 +124,13 @@ def run_eva(
     Raises:
         AssertionError: When eva fails (with the end of its output).
     """
-    with open(log, "w") as handle:
-        completed = subprocess.run(
-            [eva_executable(), subcommand, "--config", str(config)],
-            env=dict(env),
-            cwd=REPOSITORY_ROOT,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            timeout=600,
-            check=False,
-        )
-    output = log.read_text()
+    completed = hang_guard.run_watched(
+        [eva_executable(), subcommand, "--config", str(config)],
+        env=env,
+        cwd=REPOSITORY_ROOT,
+        log=log,
+    )
+    output = log.read_text(errors="replace")
     assert completed.returncode == 0, output[-6000:]
     sessions = sorted(pathlib.Path(env["OUTPUT_ROOT"]).glob("*/results.json"))
     assert len(sessions) == 1, (sessions, output[-3000:])

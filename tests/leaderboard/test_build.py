@@ -13,6 +13,7 @@ from scipy import stats as scipy_stats
 from eva_coralbay.leaderboard import LeaderboardError, aggregate, build, load, render_heatmap
 from eva_coralbay.leaderboard.store import Store
 from eva_coralbay.leaderboard.submit import ModelDetails
+from tests import hang_guard
 from tests.leaderboard.builders import per_case_dice, submit_scores
 from tests.leaderboard.conftest import snapshot
 
@@ -223,7 +224,7 @@ def test_builds_are_byte_identical_across_processes(
         shutil.copytree(root, copy)
     command = [sys.executable, "-m", "eva_coralbay.cli", "leaderboard", "build", "--root"]
     processes = [subprocess.Popen([*command, str(copy)]) for copy in copies]
-    assert [process.wait(timeout=300) for process in processes] == [0, 0]
+    assert [process.wait(timeout=hang_guard.hang_timeout(300)) for process in processes] == [0, 0]
     first, second = (snapshot(copy) for copy in copies)
     assert set(first) >= {build.PARQUET, build.README, build.HEATMAP_PNG, build.HEATMAP_SVG}
     assert first == second

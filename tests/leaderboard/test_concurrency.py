@@ -5,6 +5,7 @@ from multiprocessing.synchronize import Barrier
 
 from eva_coralbay.leaderboard import LeaderboardError, validate
 from eva_coralbay.leaderboard.submit import submit_run
+from tests import hang_guard
 from tests.leaderboard import eva_output
 
 TASKS = ("btcv", "word", "flare22", "kits23")
@@ -34,9 +35,9 @@ def _race(jobs: list[tuple[pathlib.Path, pathlib.Path, str, str, bool]]) -> list
     processes = [context.Process(target=_submit, args=(barrier, results, *job)) for job in jobs]
     for process in processes:
         process.start()
-    outcomes = [results.get(timeout=120) for _ in jobs]
+    outcomes = [results.get(timeout=hang_guard.hang_timeout(120)) for _ in jobs]
     for process in processes:
-        process.join(timeout=60)
+        process.join(timeout=hang_guard.hang_timeout(60))
         assert process.exitcode == 0
     return outcomes
 

@@ -1,11 +1,12 @@
 import os
 import pathlib
-import subprocess
 import sys
 import textwrap
 
 import pytest
 import torch
+
+from tests import hang_guard
 
 REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -86,7 +87,7 @@ def test_two_process_ddp_keeps_the_teachers_identical(
         "PYTHONPATH": os.pathsep.join([str(REPOSITORY_ROOT), os.environ.get("PYTHONPATH", "")]),
         "OMP_NUM_THREADS": "1",
     }
-    result = subprocess.run(
+    result = hang_guard.run_watched(
         [
             sys.executable,
             str(script),
@@ -95,9 +96,6 @@ def test_two_process_ddp_keeps_the_teachers_identical(
             str(output),
         ],
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [torch.load(output / f"rank{rank}.pt", weights_only=True) for rank in (0, 1)]
