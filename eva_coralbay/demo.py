@@ -38,6 +38,25 @@ benchmark's, so the evaluation is not contaminated."""
 
 
 @dataclasses.dataclass(frozen=True)
+class PhantomSet:
+    """The size of the synthetic benchmark: how many phantoms, and how big each one is."""
+
+    train: int
+    val: int
+    unlabeled: int
+    """Phantoms of other seeds, for pretraining."""
+    shape: tuple[int, int, int]
+    """Voxels (x, y, z) at `spacing`; the model resamples them to its own 1.5 mm grid."""
+    spacing: float = 3.0
+
+    @property
+    def folder_name(self) -> str:
+        """The benchmark's folder: one per size, so that presets never mix their cases."""
+        shape = "x".join(map(str, self.shape))
+        return f"phantoms_{self.train}+{self.val}_{shape}"
+
+
+@dataclasses.dataclass(frozen=True)
 class Preset:
     """How big each step is."""
 
@@ -52,6 +71,8 @@ class Preset:
     """Environment overrides of the segmentation config (see docs/evaluation.md)."""
     probe_env: Mapping[str, str]
     """Environment overrides of the probe config."""
+    phantoms: PhantomSet
+    """The synthetic benchmark written when no --data is given."""
 
 
 _CPU_RUNS = {"N_RUNS": "1", "N_DATA_WORKERS": "0", "PERSISTENT_WORKERS": "false"}
@@ -80,6 +101,8 @@ TINY = Preset(
         "PREDICT_BATCH_SIZE": "8",
         "LOG_EVERY_N_STEPS": "10",
     },
+    # Child-size torsos: 128 x 112 x 96 voxels on CoralBay's 1.5 mm grid.
+    phantoms=PhantomSet(train=8, val=4, unlabeled=8, shape=(64, 56, 48)),
 )
 """Minutes on 2 CPU cores: a small encoder, short runs, one run per task."""
 
@@ -88,11 +111,14 @@ SMOKE = Preset(
     pretrain_config="demo.yaml",
     pretrain_steps=2,
     feature_size=12,
-    segmentation_env={**TINY.segmentation_env, "MAX_STEPS": "4", "VAL_CHECK_INTERVAL": "4"},
+    segmentation_env={**TINY.segmentation_env, "MAX_STEPS": "1", "VAL_CHECK_INTERVAL": "1"},
     probe_env={**TINY.probe_env, "MAX_STEPS": "4"},
+    # Three labelled phantoms of half the width and depth (64 x 64 x 96 voxels at 1.5 mm: two
+    # sliding windows instead of eight), two for pretraining.
+    phantoms=PhantomSet(train=2, val=1, unlabeled=2, shape=(32, 32, 48)),
 )
-"""The tiny preset cut to a few steps per stage: checks that the whole chain runs (the suite's
-reduced main job), says nothing about quality."""
+"""The tiny preset cut to a few steps per stage on fewer, smaller phantoms: checks that the
+whole chain runs (the suite's reduced main job), says nothing about quality."""
 
 FULL = Preset(
     name="full",
@@ -101,6 +127,7 @@ FULL = Preset(
     feature_size=48,
     segmentation_env={},
     probe_env={},
+    phantoms=TINY.phantoms,
 )
 """The real thing: paper-scale pretraining and eva's radiology leaderboard protocol."""
 
@@ -149,30 +176,30 @@ def configs_root() -> pathlib.Path:
     )
 
 
-def write_phantom_benchmark(root: pathlib.Path) -> Dataset:
+def write_phantom_benchmark(root: pathlib.Path, size: PhantomSet = TINY.phantoms) -> Dataset:
     """Writes the embedded default: phantoms in the Decathlon layout, plus unlabeled scans.
 
-    Twelve labelled child-size torso phantoms (8 train, 4 validation) and eight unlabeled ones
-    of other seeds for pretraining, 3 mm voxels, written once (an existing, complete dataset is
-    reused as it is).
+    By default twelve labelled child-size torso phantoms (8 train, 4 validation) and eight
+    unlabeled ones of other seeds for pretraining, 3 mm voxels, written once (an existing,
+    complete dataset is reused as it is).
     """
     from eva_coralbay.data import phantoms
     from eva_coralbay.data.adapters import layouts
 
-    shape, spacing = (64, 56, 48), 3.0
-    benchmark = root / "phantoms"
+    shape, spacing = size.shape, size.spacing
+    benchmark = root / size.folder_name
     if not (benchmark / "dataset.json").exists():
         layouts.write_decathlon_format(
             benchmark,
-            train=range(1, 9),
-            val=range(9, 13),
+            train=range(1, size.train + 1),
+            val=range(size.train + 1, size.train + size.val + 1),
             shape=shape,
             spacing=spacing,
             name="DemoPhantoms",
         )
-    unlabeled = root / "pretraining"
+    unlabeled = root / f"pretraining_{'x'.join(map(str, shape))}"
     scans = []
-    for seed in range(100, 108):
+    for seed in range(100, 100 + size.unlabeled):
         path = unlabeled / f"phantom_{seed:03d}.nii.gz"
         if not path.exists():
             phantom = phantoms.make_phantom(seed, shape=shape, spacing=spacing)
@@ -202,10 +229,10 @@ def real_benchmark(root: pathlib.Path, dataset_name: str) -> Dataset:
         ValueError: For an unknown dataset name.
         FileNotFoundError: When `root` does not exist.
     """
+    if not root.exists():  # before the adapters' import, which takes seconds
+        raise FileNotFoundError(f"--data {root}: no such folder")
     from eva_coralbay.data import adapters
 
-    if not root.exists():
-        raise FileNotFoundError(f"--data {root}: no such folder")
     adapter = adapters.adapter_by_name(dataset_name)
     task_id = adapter.task_id
     train = adapter(root=str(root), split="train", profile=None)

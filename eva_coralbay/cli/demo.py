@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.data is None:
             with console.status("writing the synthetic phantom benchmark"):
-                dataset = demo.write_phantom_benchmark(output / "data")
+                dataset = demo.write_phantom_benchmark(output / "data", preset.phantoms)
         else:
             dataset = demo.real_benchmark(args.data.resolve(), args.dataset)
         console.print(
