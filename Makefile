@@ -14,8 +14,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/coralbay demo
 
+# The quick tests first, then the end-to-end jobs (marked slow); both always. worksteal: an idle
+# worker takes tests the busy one has not started, so one long job does not hold up the rest.
+PYTEST := $(VENV)/bin/python -m pytest -n 2 --dist worksteal
+
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup
+	$(PYTEST) -m "not slow"
+	$(PYTEST) -m slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

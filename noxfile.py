@@ -12,7 +12,7 @@ PYTHON = "3.11"
 def tests(session: nox.Session) -> None:
     """Runs the test suite (`nox -s tests -- -k name` passes pytest options)."""
     session.install("-e", ".[dev]")
-    session.run("pytest", "-n", "2", "--dist", "loadgroup", *session.posargs)
+    session.run("pytest", "-n", "2", "--dist", "worksteal", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -36,6 +36,15 @@ def totalsegmentator_dir(shared_data_dir: pathlib.Path) -> pathlib.Path:
     return shared_data_dir / "totalsegmentator"
 
 
+def _schedule_key(item: pytest.Item) -> tuple[bool, float]:
+    slow = item.get_closest_marker("slow")
+    return slow is None, -float(slow.kwargs.get("expected_s", 0)) if slow else 0.0
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Schedules the end-to-end jobs first, so that xdist overlaps them with the quick tests."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Schedules the end-to-end jobs first, the longest (by their `expected_s`) at the head.
+
+    Under `pytest -n 2 --dist worksteal` one worker starts the longest job while the other takes
+    the rest of the queue, stealing what the first has not started.
+    """
+    items.sort(key=_schedule_key)

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from eva_coralbay import demo
+from tests import hang_guard
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
 MODELS = ("coralbay-demo", "coralbay-random")
@@ -20,13 +21,8 @@ TASKS = (demo.PHANTOM_SEGMENTATION_TASK, demo.PHANTOM_ORGANS_TASK)
 
 def _coralbay(*arguments: str, cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "eva_coralbay.cli", *arguments],
-        cwd=cwd,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=900,
+    return hang_guard.run_watched(
+        [sys.executable, "-m", "eva_coralbay.cli", *arguments], cwd=cwd, env=environment
     )
 
 
@@ -74,8 +70,7 @@ def test_missing_data_folder_is_a_clear_error(tmp_path: pathlib.Path) -> None:
     assert not (tmp_path / "out" / "leaderboard").exists()
 
 
-@pytest.mark.slow
-@pytest.mark.xdist_group("demo")
+@pytest.mark.slow(expected_s=140)  # the longest test: scheduled first
 def test_reduced_main_job_publishes_all_results(tmp_path: pathlib.Path) -> None:
     output = tmp_path / "demo"
     result = _coralbay("demo", "--preset", "smoke", "--output", str(output), cwd=tmp_path)
