@@ -19,7 +19,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from benchmarks import machine
 
 MODELS = ("eva", "coralbay")
 MEASUREMENTS = ("transformer forward", "encoder forward", "encoder forward+backward")
@@ -153,19 +154,9 @@ def _peak_memory(model_name: str, measurement: str, settings: dict[str, Any]) ->
 
 
 def _machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(
-            line.split(":", 1)[1].strip() for line in lscpu.splitlines() if "Model name" in line
-        )
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        pass
     return (
-        f"{model}, {os.cpu_count()} CPUs, torch {torch.__version__} with "
-        f"{torch.get_num_threads()} threads, OMP_WAIT_POLICY="
-        f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, load average "
-        f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}"
+        f"{machine.describe()}; torch {torch.__version__} with {torch.get_num_threads()} "
+        f"threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
     )
 
 

@@ -36,6 +36,17 @@ def totalsegmentator_dir(shared_data_dir: pathlib.Path) -> pathlib.Path:
     return shared_data_dir / "totalsegmentator"
 
 
+def pytest_report_header() -> list[str]:
+    """The machine, and how much the hang guards stretch their limits on it."""
+    from benchmarks import machine
+    from tests import hang_guard
+
+    return [
+        f"machine: {machine.describe()}",
+        f"hang guards: slowness {hang_guard.slowness():.2f} against the reference machine",
+    ]
+
+
 def _schedule_key(item: pytest.Item) -> tuple[bool, float]:
     slow = item.get_closest_marker("slow")
     return slow is None, -float(slow.kwargs.get("expected_s", 0)) if slow else 0.0

@@ -1,0 +1,72 @@
+"""The tests' hang guard: silence ends a process, steady output never does, whatever the total."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import pytest
+
+from tests import hang_guard
+
+# Prints a line every 0.2 s for `argv[1]` lines, then goes quiet for `argv[2]` seconds.
+_TALKER = (
+    "import sys, time\n"
+    "for i in range(int(sys.argv[1])):\n"
+    "    print('line', i, flush=True); print('err', i, file=sys.stderr, flush=True)\n"
+    "    time.sleep(0.2)\n"
+    "time.sleep(float(sys.argv[2]))\n"
+)
+
+
+def test_steady_output_runs_past_the_silence_limit(tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "talker.log"
+    # 20 lines over 4 s: twice the limit in total, never silent for long.
+    result = hang_guard.run_watched(
+        [sys.executable, "-c", _TALKER, "20", "0"],
+        log=log,
+        silence_s=2.0 / hang_guard.slowness(),
+    )
+
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [f"line {i}" for i in range(20)]
+    assert result.stderr.splitlines() == [f"err {i}" for i in range(20)]
+    assert "line 19" in log.read_text() and "err 19" in log.read_text()
+
+
+def test_a_silent_process_is_killed_with_its_output_in_the_error(tmp_path: pathlib.Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    # The child starts a grandchild that would outlive it: the whole group must go.
+    code = (
+        "import subprocess, sys, time\n"
+        f"child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "print('about to hang', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+
+    with pytest.raises(hang_guard.HangError, match="no output for") as raised:
+        hang_guard.run_watched([sys.executable, "-c", code], silence_s=1.5 / hang_guard.slowness())
+
+    assert "about to hang" in str(raised.value)
+    assert _state(int(pid_file.read_text())) in ("gone", "Z")  # dead (a zombie until reaped)
+
+
+def _state(pid: int) -> str:
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return "gone"
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def test_slowness_can_be_set_and_scales_the_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORALBAY_TEST_SLOWNESS", "3")
+    hang_guard.slowness.cache_clear()
+    try:
+        assert hang_guard.slowness() == 3.0
+        assert hang_guard.hang_timeout(100) == 300.0
+    finally:
+        monkeypatch.delenv("CORALBAY_TEST_SLOWNESS")
+        hang_guard.slowness.cache_clear()
+    assert hang_guard.slowness() >= 1.0
