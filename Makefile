@@ -19,13 +19,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/coralbay demo
 
-# The quick tests first, then the end-to-end jobs (marked slow); both always. worksteal: an idle
-# worker takes tests the busy one has not started, so one long job does not hold up the rest.
+# The quick tests first, then the end-to-end jobs (marked slow). worksteal: an idle worker takes
+# tests the busy one has not started, so one long job does not hold up the rest.
 PYTEST := $(VENV)/bin/python -m pytest -n 2 --dist worksteal
 
+# The second runs even when the first fails, so that one run reports every failure.
 test: $(STAMP)
-	$(PYTEST) -m "not slow"
-	$(PYTEST) -m slow
+	$(PYTEST) -m "not slow"; quick=$$?; $(PYTEST) -m slow; slow=$$?; \
+	test $$quick -eq 0 && test $$slow -eq 0
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
