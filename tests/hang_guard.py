@@ -114,13 +114,19 @@ def run_watched(
     log_handle = log.open("wb") if log is not None else None
 
     def pump(name: str, stream: IO[bytes]) -> None:
+        partial = b""  # the log gets whole lines, so that stdout and stderr do not interleave
         for chunk in iter(lambda: stream.read1(65536), b""):  # type: ignore[attr-defined]
             with lock:
                 chunks[name].append(chunk)
                 last_output[0] = time.monotonic()
                 if log_handle is not None:
-                    log_handle.write(chunk)
-                    log_handle.flush()
+                    lines, newline, partial = (partial + chunk).rpartition(b"\n")
+                    if newline:
+                        log_handle.write(lines + newline)
+                        log_handle.flush()
+        if log_handle is not None and partial:
+            with lock:
+                log_handle.write(partial)
 
     assert process.stdout is not None and process.stderr is not None
     readers = [
