@@ -102,7 +102,7 @@ def make_board(root: pathlib.Path, task_ids: list[str], *, per_case: bool) -> No
     """Writes N_MODELS x task_ids submissions (and per-case files for the top models)."""
     import pandas as pd
 
-    from eva_coralbay.leaderboard import per_case as per_case_module
+    from eva_coralbay import _io
     from eva_coralbay.leaderboard import schema
 
     generator = np.random.default_rng(0)
@@ -130,7 +130,7 @@ def make_board(root: pathlib.Path, task_ids: list[str], *, per_case: bool) -> No
                 )
                 scratch = folder / "scratch.parquet"
                 cases.to_parquet(scratch)
-                sha = per_case_module.sha256_of(scratch)
+                sha = _io.sha256_of(scratch)
                 (folder / "per_case").mkdir(exist_ok=True)
                 scratch.rename(folder / "per_case" / f"{sha}.parquet")
                 reference = (f"per_case/{sha}.parquet", sha)

@@ -28,6 +28,8 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from eva_coralbay import _io
+
 PACKAGE_ROOT = pathlib.Path(__file__).resolve().parent
 
 PHANTOM_SEGMENTATION_TASK = "demo_phantom_segmentation"
@@ -203,9 +205,8 @@ def write_phantom_benchmark(root: pathlib.Path, size: PhantomSet = TINY.phantoms
         path = unlabeled / f"phantom_{seed:03d}.nii.gz"
         if not path.exists():
             phantom = phantoms.make_phantom(seed, shape=shape, spacing=spacing)
-            temporary = path.with_name(f".{path.name}.partial.nii.gz")
-            layouts.save_nifti(temporary, phantom.image, phantom.affine)
-            os.replace(temporary, path)
+            with _io.atomic_path(path, suffix=".nii.gz") as temporary:
+                layouts.save_nifti(temporary, phantom.image, phantom.affine)
         scans.append(path)
     organs = list(layouts.PHANTOM_CLASSES[1:])
     return Dataset(

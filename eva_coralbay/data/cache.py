@@ -23,13 +23,14 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+from eva_coralbay import _io
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -228,7 +229,7 @@ def preprocess(
     (directory / CASES_DIR).mkdir(parents=True, exist_ok=True)
     report = PreprocessReport(directory)
     with _locked(directory):
-        _write_atomic(
+        _io.atomic_write(
             directory / PROFILE_NAME,
             lambda handle: handle.write(
                 json.dumps(
@@ -282,8 +283,8 @@ def _write_case(
     image_file, label_file = f"{stem}.image.npy", f"{stem}.label.npy"
     image = np.ascontiguousarray(standard.image, dtype=np.float32)
     label = np.ascontiguousarray(standard.label)
-    _write_atomic(directory / image_file, lambda handle: np.save(handle, image))
-    _write_atomic(directory / label_file, lambda handle: np.save(handle, label))
+    _io.atomic_write(directory / image_file, lambda handle: np.save(handle, image))
+    _io.atomic_write(directory / label_file, lambda handle: np.save(handle, label))
     affine = np.asarray(standard.affine, dtype=np.float64)
     counts = np.bincount(label.ravel().astype(np.int64), minlength=len(dataset.native_classes))
     return {
@@ -322,38 +323,9 @@ def _arrays_present(directory: Path, row: dict[str, Any]) -> bool:
 
 
 def _write_manifest(directory: Path, frame: pd.DataFrame) -> None:
-    _write_atomic(directory / MANIFEST_NAME, lambda handle: frame.to_parquet(handle, index=False))
-
-
-def _write_atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Writes via a temporary file in the same folder, fsyncs it, then renames it over `path`."""
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+    _io.atomic_write(
+        directory / MANIFEST_NAME, lambda handle: frame.to_parquet(handle, index=False)
     )
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:  # some platforms cannot open folders; the rename is still atomic
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def _remove_unreferenced(directory: Path, rows: Any) -> list[str]:

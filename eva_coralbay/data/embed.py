@@ -14,10 +14,10 @@ import dataclasses
 import json
 import os
 import pathlib
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from eva_coralbay import _io
 from eva_coralbay.data.profile import PreprocessingProfile
 from eva_coralbay.data.readers import FORMATS_BY_SUFFIX, ScanReadError, scan_format
 
@@ -62,8 +62,6 @@ def collect_scans(paths: Iterable[str | os.PathLike[str]]) -> list[pathlib.Path]
     Raises:
         ScanReadError: For a missing path, a file no reader handles, or a folder with no scans.
     """
-    import pydicom.misc
-
     scans: list[pathlib.Path] = []
     for path in map(pathlib.Path, paths):
         if not path.is_dir():
@@ -71,7 +69,7 @@ def collect_scans(paths: Iterable[str | os.PathLike[str]]) -> list[pathlib.Path]
             scans.append(path)
             continue
         entries = sorted(path.iterdir())
-        if any(entry.is_file() and pydicom.misc.is_dicom(str(entry)) for entry in entries):
+        if any(entry.is_file() and _io.is_dicom_file(entry) for entry in entries):
             scans.append(path)
             continue
         found = [
@@ -286,11 +284,5 @@ def write_table(
         arrow_table = arrow_table.set_column(
             index, "embedding", arrow_table.column("embedding").cast(pa.list_(pa.float32()))
         )
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(descriptor)
-    try:
+    with _io.atomic_path(out) as temporary:
         pq.write_table(arrow_table, temporary)
-        os.replace(temporary, out)
-    except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
-        raise

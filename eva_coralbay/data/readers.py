@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from eva_coralbay import _io
+
 if TYPE_CHECKING:
     from monai.data.meta_tensor import MetaTensor
 
@@ -70,7 +72,7 @@ def scan_format(path: PathLike) -> str:
     for suffix, format_name in sorted(FORMATS_BY_SUFFIX.items(), key=lambda item: -len(item[0])):
         if name.endswith(suffix):
             return format_name
-    if name.endswith(".dcm") or _is_dicom_file(path):
+    if name.endswith(".dcm") or _io.is_dicom_file(path):
         raise ScanReadError(
             path, "a single DICOM file is one 2D slice; pass the folder holding the whole series"
         )
@@ -79,13 +81,6 @@ def scan_format(path: PathLike) -> str:
         f"unsupported file type; readable: {', '.join(sorted(FORMATS_BY_SUFFIX))} files "
         "or a folder holding one DICOM series",
     )
-
-
-def _is_dicom_file(path: pathlib.Path) -> bool:
-    """Whether a file carries the DICOM marker (DICOM slices often have no suffix)."""
-    import pydicom.misc
-
-    return bool(pydicom.misc.is_dicom(str(path)))
 
 
 def read_scan(path: PathLike) -> MetaTensor:
@@ -219,10 +214,9 @@ def _read_dicom_series(folder: pathlib.Path) -> tuple[np.ndarray, np.ndarray, di
             f"holds subfolders ({', '.join(subfolders[:5])}); pass a folder with the slice files "
             "of one DICOM series",
         )
-    import pydicom.misc
     from monai.data.image_reader import PydicomReader
 
-    slice_files = [entry for entry in entries if pydicom.misc.is_dicom(str(entry))]
+    slice_files = [entry for entry in entries if _io.is_dicom_file(entry)]
     if not slice_files:
         raise ScanReadError(folder, f"holds no DICOM files ({len(entries)} other files)")
     if len(slice_files) == 1:

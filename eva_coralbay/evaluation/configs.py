@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import string
 import sys
-import tempfile
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
+from eva_coralbay import _io
 from eva_coralbay.data import adapters
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
@@ -696,18 +695,6 @@ def expected_configs() -> dict[Path, str]:
     return files
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Writes (or with --check, compares) the configs; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -721,7 +708,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         stale.append(relative)
         if not args.check:
-            _write_atomically(path, text)
+            _io.atomic_write_text(path, text)
     for relative in stale:
         print(f"{'differs' if args.check else 'wrote'}: {relative}")
     return 1 if args.check and stale else 0

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 import re
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +14,8 @@ from loguru import logger
 from torch.utils import data as torch_data
 from torchmetrics.functional.segmentation import dice_score
 from typing_extensions import override
+
+from eva_coralbay import _io
 
 PER_CASE_FILENAME = "per_case_scores.parquet"
 """The session-level file name, beside eva's results.json."""
@@ -297,12 +297,5 @@ def _dataset(trainer: pl.Trainer, stage: str, dataloader_idx: int) -> Any:
 
 
 def _write_parquet_atomically(table: pd.DataFrame, path: pathlib.Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    file_descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(file_descriptor)
-    try:
+    with _io.atomic_path(path) as temporary:
         table.to_parquet(temporary, index=False)
-        os.replace(temporary, path)
-    except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
-        raise

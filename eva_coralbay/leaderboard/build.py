@@ -6,9 +6,10 @@ import dataclasses
 import io
 import pathlib
 
+from eva_coralbay._io import atomic_write_bytes
 from eva_coralbay.leaderboard import aggregate, load, render_heatmap, render_markdown
 from eva_coralbay.leaderboard.errors import LeaderboardError
-from eva_coralbay.leaderboard.store import Store, atomic_write
+from eva_coralbay.leaderboard.store import Store
 
 PARQUET = "leaderboard.parquet"
 README = "README.md"
@@ -99,6 +100,6 @@ def build(root: pathlib.Path, *, top: int = render_heatmap.TOP_MODELS) -> BuildR
     outputs, board = render_outputs(root, top=top)
     paths = []
     for name, content in outputs.items():
-        atomic_write(root / name, content)
+        atomic_write_bytes(root / name, content)
         paths.append(root / name)
     return BuildResult(paths, len(board.models), len(board.tasks), len(board.entries))

@@ -13,7 +13,6 @@ mean over classes of the mean over cases: macro Dice, or balanced accuracy.
 
 from __future__ import annotations
 
-import hashlib
 import pathlib
 from typing import TYPE_CHECKING
 
@@ -25,15 +24,6 @@ if TYPE_CHECKING:
 
 REQUIRED_COLUMNS = ("case_id", "class", "score")
 OPTIONAL_COLUMNS = ("run", "stage")
-
-
-def sha256_of(path: pathlib.Path) -> str:
-    """Returns the hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_file(path: pathlib.Path, metric: Metric) -> None:

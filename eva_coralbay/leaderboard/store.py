@@ -15,54 +15,16 @@ import dataclasses
 import fcntl
 import os
 import pathlib
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import IO, Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
+from eva_coralbay._io import atomic_copy, atomic_write_bytes
 from eva_coralbay.leaderboard import schema
 from eva_coralbay.leaderboard.errors import LeaderboardError
 
 SUBMISSIONS = "submissions"
 HISTORY = "history"
 PER_CASE = "per_case"
-
-
-def _file_mode() -> int:
-    """The mode `open()` would give a new file: 0o666 less the umask (temp files get 0o600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _replace_atomically(target: pathlib.Path, write: Callable[[IO[bytes]], object]) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        dir=target.parent, prefix=f".{target.name}.", delete=False
-    ) as tmp:
-        try:
-            write(tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-            os.chmod(tmp.name, _file_mode())
-        except BaseException:
-            os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, target)
-
-
-def atomic_write(path: pathlib.Path, content: bytes) -> None:
-    """Writes `content` to `path` through a temporary file in the same folder and a rename.
-
-    Readers see the old file or the new one, never a part; a crash leaves the old file.
-    """
-    _replace_atomically(path, lambda stream: stream.write(content))
-
-
-def atomic_copy(source: pathlib.Path, target: pathlib.Path) -> None:
-    """Copies a file so that `target` appears complete or not at all."""
-    with source.open("rb") as stream:
-        _replace_atomically(target, lambda tmp: shutil.copyfileobj(stream, tmp))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,8 +134,8 @@ class Store:
                     (int(p.stem) for p in history.glob("*.json") if p.stem.isdigit()), default=0
                 )
                 replaced = history / f"{number:04d}.json"
-                atomic_write(replaced, path.read_bytes())
-            atomic_write(path, schema.dump_record(merged))
+                atomic_write_bytes(replaced, path.read_bytes())
+            atomic_write_bytes(path, schema.dump_record(merged))
         return WriteResult(path, replaced)
 
 

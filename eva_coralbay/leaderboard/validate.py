@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import pathlib
 
+from eva_coralbay import _io
 from eva_coralbay.leaderboard import build, load, per_case, store, tasks
 from eva_coralbay.leaderboard.errors import LeaderboardError
 
@@ -47,7 +48,7 @@ def validate(root: pathlib.Path) -> list[str]:
         if not file.is_file():
             problems.append(f"{path}: its per-case file {file} is missing")
             continue
-        if per_case.sha256_of(file) != record["per_case_sha256"]:
+        if _io.sha256_of(file) != record["per_case_sha256"]:
             problems.append(f"{file}: sha256 differs from per_case_sha256 in {path}")
             continue
         try:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import pathlib
 import re
 import urllib.error
 import urllib.parse
-import uuid
 
 from loguru import logger
 
+from eva_coralbay import _io
 from eva_coralbay.models.checkpoint_layouts import CheckpointError
 
 WEIGHTS_FILENAME = "model.safetensors"
@@ -36,19 +35,10 @@ class LocalCheckpoint:
     """`config.json` beside the weights, when the source has one."""
 
 
-def sha256_of(path: pathlib.Path) -> str:
-    """Returns the hex SHA-256 digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _check_sha256(path: pathlib.Path, expected: str | None, *, what: str) -> None:
     if expected is None:
         return
-    actual = sha256_of(path)
+    actual = _io.sha256_of(path)
     if actual != expected.lower():
         raise CheckpointError(
             f"{what}: sha256 mismatch: expected {expected.lower()}, the file {path} has {actual}"
@@ -106,30 +96,27 @@ def _download_url(url: str, *, sha256: str | None) -> pathlib.Path:
     cache = pathlib.Path(torch.hub.get_dir()) / "checkpoints"
     target = cache / name
     if target.is_file():
-        if sha256 is None or sha256_of(target) == sha256.lower():
+        if sha256 is None or _io.sha256_of(target) == sha256.lower():
             return target
         logger.warning(f"{target} does not match sha256 {sha256}; downloading {url} again")
-    cache.mkdir(parents=True, exist_ok=True)
-    partial = cache / f".{name}.{uuid.uuid4().hex}.partial"
-    try:
-        logger.info(f"Downloading {url} to {target}")
-        torch.hub.download_url_to_file(url, str(partial), progress=False)
-    except (urllib.error.URLError, OSError) as error:
-        partial.unlink(missing_ok=True)
-        raise CheckpointError(
-            f"{url}: download failed ({error}). Without network, fetch the file elsewhere and "
-            f"pass the local copy: checkpoint=/path/to/{name}"
-        ) from error
-    actual = sha256_of(partial)
-    if sha256 is not None and actual != sha256.lower():
-        partial.unlink(missing_ok=True)
-        raise CheckpointError(
-            f"{url}: sha256 mismatch: expected {sha256.lower()}, downloaded {actual}; "
-            "the download was discarded"
-        )
+    # The download lands under `target` only complete and verified; a failure leaves nothing.
+    with _io.atomic_path(target, suffix=".partial") as partial:
+        try:
+            logger.info(f"Downloading {url} to {target}")
+            torch.hub.download_url_to_file(url, str(partial), progress=False)
+        except (urllib.error.URLError, OSError) as error:
+            raise CheckpointError(
+                f"{url}: download failed ({error}). Without network, fetch the file elsewhere "
+                f"and pass the local copy: checkpoint=/path/to/{name}"
+            ) from error
+        actual = _io.sha256_of(partial)
+        if sha256 is not None and actual != sha256.lower():
+            raise CheckpointError(
+                f"{url}: sha256 mismatch: expected {sha256.lower()}, downloaded {actual}; "
+                "the download was discarded"
+            )
     if sha256 is None:
         logger.info(f"sha256 of {name}: {actual} (pass sha256=... to pin it)")
-    os.replace(partial, target)
     return target
 
 

@@ -9,7 +9,6 @@ import os
 import pathlib
 import pickle
 import re
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +17,7 @@ import torch
 from loguru import logger
 from torch import nn
 
+from eva_coralbay import _io
 from eva_coralbay.models import checkpoint_sources
 from eva_coralbay.models.checkpoint_layouts import (
     CheckpointError,
@@ -418,24 +418,9 @@ def save_pretrained(
                 f"{directory} already holds a different export ({weights_path.name}, "
                 f"{config_path.name}); pass overwrite=True to replace it"
             )
-    directory.mkdir(parents=True, exist_ok=True)
-    temporary: list[pathlib.Path] = []
-    try:
-        weights_tmp = _temporary(directory, weights_path.name, temporary)
+    # Both files are written before either replaces its old copy.
+    with _io.atomic_path(config_path) as config_tmp, _io.atomic_path(weights_path) as weights_tmp:
         safetensors.torch.save_file(tensors, str(weights_tmp), metadata={"format": "pt"})
-        config_tmp = _temporary(directory, config_path.name, temporary)
         config_tmp.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
-        os.replace(weights_tmp, weights_path)
-        os.replace(config_tmp, config_path)
-    finally:
-        for path in temporary:
-            path.unlink(missing_ok=True)
     logger.info(f"Exported {len(tensors)} tensors and {config_path.name} to {directory}")
     return directory
-
-
-def _temporary(directory: pathlib.Path, name: str, registry: list[pathlib.Path]) -> pathlib.Path:
-    handle, path = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-    os.close(handle)
-    registry.append(pathlib.Path(path))
-    return pathlib.Path(path)

@@ -9,12 +9,12 @@ import json
 import logging
 import os
 import pathlib
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 
 import numpy as np
 
+from eva_coralbay import _io
 from eva_coralbay.data.profile import PreprocessingProfile
 from eva_coralbay.data.readers import FORMATS_BY_SUFFIX, ScanReadError, read_scan
 
@@ -118,13 +118,7 @@ def _is_dicom_series(folder: pathlib.Path, files: Sequence[str]) -> bool:
         for name in sorted(files)
         if not name.startswith(".") and not name.lower().endswith(SCAN_SUFFIXES + MANIFEST_SUFFIXES)
     ]
-    return any(_has_dicom_magic(folder / name) for name in candidates[:3])
-
-
-def _has_dicom_magic(path: pathlib.Path) -> bool:
-    import pydicom.misc
-
-    return bool(pydicom.misc.is_dicom(str(path)))
+    return any(_io.is_dicom_file(folder / name) for name in candidates[:3])
 
 
 def _read_manifest(path: pathlib.Path) -> list[str]:
@@ -272,7 +266,7 @@ class ScanStore:
             except (OSError, ValueError):
                 logger.warning("rebuilding the unreadable cache entry %s of %s", path, scan)
         volume = _to_int16(_read_standardised(scan, self.profile))
-        _atomic_save(path, volume)
+        _io.atomic_write(path, lambda handle: np.save(handle, volume))
         return np.load(path, mmap_mode="r")
 
 
@@ -288,14 +282,3 @@ def _cache_key(scan: pathlib.Path, profile: PreprocessingProfile) -> str:
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     stem = scan.name.split(".")[0] or "scan"
     return f"{stem}-{digest}"
-
-
-def _atomic_save(path: pathlib.Path, array: np.ndarray) -> None:
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            np.save(file, array)
-        os.replace(temporary, path)
-    except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
-        raise

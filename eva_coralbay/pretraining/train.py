@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
-import tempfile
 from collections.abc import Sequence
 
 import lightning as L
@@ -13,6 +12,7 @@ import torch
 from lightning.pytorch import callbacks as pl_callbacks
 from lightning.pytorch import loggers as pl_loggers
 
+from eva_coralbay import _io
 from eva_coralbay.pretraining.config import PretrainConfig
 from eva_coralbay.pretraining.dataset import PretrainDataModule
 from eva_coralbay.pretraining.module import DINOPretraining
@@ -160,7 +160,4 @@ def _write_config(output: pathlib.Path, config: PretrainConfig) -> None:
         index += 1
     if target.exists():
         return
-    descriptor, temporary = tempfile.mkstemp(dir=output, prefix=".config.", suffix=".tmp")
-    with os.fdopen(descriptor, "w") as file:
-        file.write(text)
-    os.replace(temporary, target)
+    _io.atomic_write_text(target, text)

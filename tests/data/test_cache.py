@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eva_coralbay import cli
+from eva_coralbay import _io, cli
 from eva_coralbay.data import adapters, cache
 from eva_coralbay.data.adapters import layouts
 from eva_coralbay.data.profile import PreprocessingProfile
@@ -139,7 +139,7 @@ def test_a_failure_mid_run_leaves_only_complete_cases(
 ) -> None:
     root = native_roots(adapters.BTCV)
     cache_root = tmp_path / "cache"
-    real_write = cache._write_atomic
+    real_write = _io.atomic_write
     writes: list[str] = []
 
     def failing_write(path: Path, write: object) -> None:
@@ -148,10 +148,10 @@ def test_a_failure_mid_run_leaves_only_complete_cases(
             raise OSError("disk full")
         real_write(path, write)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cache, "_write_atomic", failing_write)
+    monkeypatch.setattr(_io, "atomic_write", failing_write)
     with pytest.raises(OSError, match="disk full"):
         cache.preprocess(_btcv(root, cache_root), cache_root)
-    monkeypatch.setattr(cache, "_write_atomic", real_write)
+    monkeypatch.setattr(_io, "atomic_write", real_write)
 
     store = cache.store_dir(cache_root, "btcv", FAST_PROFILE)
     manifest = cache.read_manifest(store)
@@ -165,25 +165,12 @@ def test_a_failure_mid_run_leaves_only_complete_cases(
     assert not [p for p in (store / cache.CASES_DIR).iterdir() if p.name.endswith(".tmp")]
 
 
-def test_a_partial_file_write_never_replaces_the_target(tmp_path: Path) -> None:
-    target = tmp_path / "array.npy"
-    np.save(target, np.zeros(3))
-
-    def half_write(handle: object) -> None:
-        handle.write(b"\x93NUMPY partial")  # type: ignore[attr-defined]
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        cache._write_atomic(target, half_write)
-    np.testing.assert_array_equal(np.load(target), np.zeros(3))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["array.npy"]
-
-
 KILLED_RUN = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
     import numpy as np
+    from eva_coralbay import _io
     from eva_coralbay.data import cache
     from eva_coralbay.data.profile import PreprocessingProfile
 
@@ -209,7 +196,7 @@ KILLED_RUN = textwrap.dedent(
         def standardise(self, case):
             return Standard(int(case.case_id[4:]))
 
-    real_write = cache._write_atomic
+    real_write = _io.atomic_write
     def write_then_die(path, write):
         if path.name.startswith("case1-") and path.name.endswith(".label.npy"):
             def partial(handle):
@@ -219,7 +206,7 @@ KILLED_RUN = textwrap.dedent(
             return real_write(path, partial)
         return real_write(path, write)
     if sys.argv[2] == "kill":
-        cache._write_atomic = write_then_die
+        _io.atomic_write = write_then_die
     sources = sorted(Path(sys.argv[1]).glob("source*.bin"))
     cache.preprocess(Dataset(sources), Path(sys.argv[1]) / "cache")
     """
