@@ -6,14 +6,11 @@ import hashlib
 import os
 import pathlib
 import stat
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from eva_coralbay import _io
-from tests.conftest import REPOSITORY_ROOT
 
 
 def test_a_partial_write_never_replaces_the_target(tmp_path: pathlib.Path) -> None:
@@ -101,15 +98,3 @@ def test_dicom_probe_agrees_with_pydicom(
     assert verdicts == [bool(pydicom.misc.is_dicom(str(path))) for path in candidates]
     assert any(verdicts) and not all(verdicts)  # the real data holds DICOM slices and others
     assert not _io.is_dicom_file(tmp_path) and not _io.is_dicom_file(tmp_path / "missing")
-
-
-def test_the_io_module_imports_neither_torch_nor_eva() -> None:
-    code = "import sys, eva_coralbay._io; print(sorted({'torch', 'eva'} & set(sys.modules)))"
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(REPOSITORY_ROOT)},
-    )
-    assert result.stdout.strip() == "[]"

@@ -143,10 +143,9 @@ def test_eva_print_config_accepts_the_plugin_encoder(
     assert encoder.init_args.model_name == "radiology/coralbay_random"
 
 
-def test_importing_the_plugin_package_itself_stays_light() -> None:
-    code = (
-        "import sys, eva_coralbay; print(','.join(m for m in ('torch', 'eva') if m in sys.modules))"
-    )
+@pytest.mark.parametrize("module", ["eva_coralbay", "eva_coralbay._io"])
+def test_importing_the_torch_free_modules_stays_light(module: str) -> None:
+    code = f"import sys, {module}; print(','.join(m for m in ('torch', 'eva') if m in sys.modules))"
 
     result = subprocess.run(
         [sys.executable, "-c", code],
