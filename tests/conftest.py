@@ -23,10 +23,14 @@ def shared_data_dir() -> pathlib.Path:
     """The folder of small real CT scans with labels (read in place, never copied)."""
     path = _shared_data_dir()
     if not (path / "totalsegmentator").is_dir():
-        pytest.fail(
+        message = (
             f"the real CT test data is missing at {path}: the tests expect ../shared/data beside "
             "the repository (or set CORALBAY_SHARED_DATA)"
         )
+        # A developer without the data still runs the rest; CI always has it, so there it fails.
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     return path
 
 
