@@ -124,10 +124,13 @@ trainer:
           monitor: ${oc.env:MONITOR_METRIC, val/DiceScore}
           mode: ${oc.env:MONITOR_METRIC_MODE, max}
       # Per-case, per-class Dice of the final evaluations, written beside results.json for the
-      # leaderboard's confidence intervals. Importing it also makes eva's recorder NaN-safe.
+      # leaderboard's confidence intervals.
       - class_path: eva_coralbay.evaluation.PerCaseScores
         init_args:
           class_names:@per_case_names
+      # results.json also when a metric is NaN (a class absent from a validation scan): eva
+      # 0.4.5 crashes on it over several runs.
+      - class_path: eva_coralbay.evaluation.NanSafeResults
     logger:
       - class_path: lightning.pytorch.loggers.TensorBoardLogger
         init_args:
@@ -308,10 +311,12 @@ trainer:
           monitor: *MONITOR_METRIC
           mode: *MONITOR_METRIC_MODE
       # Per-case correctness of the final evaluations, written beside results.json for the
-      # leaderboard's confidence intervals. Importing it also makes eva's recorder NaN-safe.
+      # leaderboard's confidence intervals.
       - class_path: eva_coralbay.evaluation.PerCaseScores
         init_args:
           class_names:@per_case_names
+      # results.json also when a metric is NaN: eva 0.4.5 crashes on it over several runs.
+      - class_path: eva_coralbay.evaluation.NanSafeResults
       - class_path: eva.callbacks.ClassificationEmbeddingsWriter
         init_args:
           output_dir: &DATASET_EMBEDDINGS_ROOT @embeddings_dir

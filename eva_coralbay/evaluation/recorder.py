@@ -7,6 +7,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import lightning.pytorch as pl
 from eva.core.trainers import _recorder
 from loguru import logger
 
@@ -88,3 +89,17 @@ def install_nan_safe_recorder() -> None:
     _recorder._calculate_statistics = calculate_statistics  # type: ignore[assignment]
     _recorder._print_table = _print_table  # type: ignore[assignment]
     setattr(_recorder, _INSTALLED_MARK, True)
+
+
+class NanSafeResults(pl.Callback):
+    """Listed among a config's trainer callbacks: results.json is written when a metric is NaN.
+
+    eva builds the trainer with its callbacks before the first run and records the session after
+    the last one, so constructing this callback installs the NaN-safe summary
+    (`install_nan_safe_recorder`) for the whole session. Nothing is patched by importing this
+    package: a config that wants the behaviour says so.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        install_nan_safe_recorder()

@@ -152,6 +152,7 @@ def test_segmentation_configs_follow_the_protocol(
     checkpoint = _callback(config, "ModelCheckpoint")
     assert (checkpoint["monitor"], checkpoint["mode"]) == ("val/DiceScore", "max")
     assert _callback(config, "PerCaseScores")["class_names"] == classes
+    assert _callback(config, "NanSafeResults") == {}  # listed once, no arguments
 
     encoder = model["encoder"]
     assert encoder["class_path"] == "eva_coralbay.models.ModelFromRegistry"
@@ -229,6 +230,7 @@ def test_probe_configs_follow_the_protocol(
     assert eva_run.metric_config_problems(config, task) == []
     assert _callback(config, "ModelCheckpoint")["monitor"] == monitor
     assert _callback(config, "EarlyStopping")["monitor"] == monitor
+    assert _callback(config, "NanSafeResults") == {}
     metrics = model["metrics"]["common"][1]
     if binary:
         assert metrics["class_path"] == "eva.metrics.BinaryClassificationMetrics"

@@ -1,12 +1,21 @@
 import json
 import math
+import os
 import pathlib
 import statistics
+import subprocess
+import sys
 
 import pytest
 from eva.core.trainers import _recorder
 
-import eva_coralbay.evaluation  # noqa: F401  (installs the NaN-safe recorder)
+from eva_coralbay.evaluation import NanSafeResults
+from tests.conftest import REPOSITORY_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _nan_safe() -> None:
+    NanSafeResults()  # as a config listing the callback builds it
 
 
 def _reject_non_json_constants(token: str) -> float:
@@ -50,3 +59,24 @@ def test_finite_session_keeps_eva_numbers(tmp_path: pathlib.Path) -> None:
     summary = results["metrics"]["val"][0]["m"]
     assert summary["mean"] == pytest.approx(0.6)
     assert summary["stdev"] == pytest.approx(statistics.stdev([0.5, 0.7]))
+
+
+def test_only_the_listed_callback_changes_evas_recorder() -> None:
+    # In a fresh process: importing the package (as PerCaseScores' class path does) leaves eva's
+    # recorder alone; building NanSafeResults installs the NaN-safe summary.
+    code = (
+        "from eva.core.trainers import _recorder\n"
+        "original = _recorder._calculate_statistics\n"
+        "import eva_coralbay.evaluation as evaluation\n"
+        "print(_recorder._calculate_statistics is original)\n"
+        "evaluation.NanSafeResults()\n"
+        "print(_recorder._calculate_statistics is original)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY_ROOT)},
+    )
+    assert result.stdout.split() == ["True", "False"]
