@@ -10,8 +10,10 @@ Layout under the cache root::
 
 A row is trusted only when its source files still have the recorded size and modification time
 (a cheap stat; `coralbay preprocess` falls back to the sha256 when they differ) and both arrays
-exist with the recorded shape. A new profile gets a new fingerprint folder, so changing the
-preprocessing never reuses old arrays. Every write goes to a temporary name in the same folder,
+exist with the recorded shape, and when the code that computed them (readers, profile, the
+adapter's classes: `code_version`) is the present code. A new profile gets a new fingerprint
+folder, so changing the preprocessing never reuses old arrays, and a fix to a reader or an
+adapter recomputes the cases it touches. Every write goes to a temporary name in the same folder,
 is fsynced and then renamed into place, and a case enters the manifest only after both of its
 arrays are in place: a run interrupted at any point leaves nothing a later run trusts wrongly.
 """
@@ -23,6 +25,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -54,10 +57,9 @@ MANIFEST_COLUMNS = (
     "source_sha256",
     "label_voxel_counts",
     "profile_fingerprint",
+    "code_version",
 )
 """The manifest's columns, one row per case."""
-
-_HASH_CHUNK = 1 << 20
 
 
 def default_cache_dir() -> Path:
@@ -66,6 +68,34 @@ def default_cache_dir() -> Path:
     if configured:
         return Path(configured)
     return Path.home() / ".cache" / "coralbay" / "preprocessed"
+
+
+def code_version(dataset_type: type | None = None) -> str:
+    """A digest of the code that turns a case's files into standardised arrays.
+
+    It covers the readers, the profile and every class of `dataset_type`'s MRO that is this
+    package's or the user's own (not an installed third-party package's): the adapter, its
+    base classes, a user's subclass. Any edit to those files, a fix to DICOM slice order or to
+    a label map say, gives a new version, and cached cases of another version are recomputed.
+    An edit to a comment does too: recomputing is the safe side.
+    """
+    from eva_coralbay.data import profile as profile_module
+    from eva_coralbay.data import readers
+
+    files = {Path(readers.__file__), Path(profile_module.__file__)}
+    for cls in dataset_type.__mro__ if dataset_type is not None else ():
+        source = getattr(sys.modules.get(cls.__module__), "__file__", None)
+        if source is None:
+            continue
+        own = cls.__module__.split(".")[0] == "eva_coralbay"
+        installed = any(part in ("site-packages", "dist-packages") for part in Path(source).parts)
+        if own or not installed:
+            files.add(Path(source))
+    # Read every time (a few small files): a cache keyed by path would miss an edit.
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def store_dir(cache_root: Path, task_id: str, profile: PreprocessingProfile) -> Path:
@@ -96,11 +126,7 @@ def sources_sha256(paths: Sequence[Path]) -> str:
     """One sha256 over the case's source files: the digest of their digests, in order."""
     outer = hashlib.sha256()
     for path in paths:
-        inner = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
-                inner.update(chunk)
-        outer.update(inner.digest())
+        outer.update(bytes.fromhex(_io.sha256_of(path)))
     return outer.hexdigest()
 
 
@@ -117,22 +143,30 @@ def read_manifest(directory: Path) -> pd.DataFrame | None:
 class CacheReader:
     """Reads standardised cases of one dataset and profile, trusting only fresh rows."""
 
-    def __init__(self, directory: Path, rows: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, directory: Path, rows: dict[str, dict[str, Any]], code_version: str) -> None:
         """Initializes the reader; use `open`."""
         self._directory = directory
         self._rows = rows
+        self._code_version = code_version
 
     @classmethod
     def open(
-        cls, cache_root: Path, task_id: str, profile: PreprocessingProfile
+        cls,
+        cache_root: Path,
+        task_id: str,
+        profile: PreprocessingProfile,
+        dataset_type: type | None = None,
     ) -> CacheReader | None:
-        """Opens the store for a dataset and profile; None when nothing was cached."""
+        """Opens the store for a dataset and profile; None when nothing was cached.
+
+        Only cases computed by the present code of `dataset_type` (see `code_version`) count.
+        """
         directory = store_dir(cache_root, task_id, profile)
         manifest = read_manifest(directory)
         if manifest is None:
             return None
         rows = {str(row["case_id"]): row for row in manifest.to_dict("records")}
-        return cls(directory, rows)
+        return cls(directory, rows, code_version(dataset_type))
 
     @property
     def directory(self) -> Path:
@@ -142,7 +176,7 @@ class CacheReader:
     def is_fresh(self, case_id: str, sources: Sequence[Path]) -> bool:
         """Whether the store holds the case computed from the sources as they are now."""
         row = self._rows.get(case_id)
-        if row is None:
+        if row is None or row.get("code_version") != self._code_version:
             return False
         try:
             stat = SourceStat.of(sources)
@@ -228,6 +262,7 @@ def preprocess(
     directory = store_dir(cache_root, dataset.task_id, profile)
     (directory / CASES_DIR).mkdir(parents=True, exist_ok=True)
     report = PreprocessReport(directory)
+    version = code_version(type(dataset))
     with _locked(directory):
         _io.atomic_write(
             directory / PROFILE_NAME,
@@ -246,14 +281,18 @@ def preprocess(
             stat = SourceStat.of(sources)
             row = rows.get(case.case_id)
             outcome = "written"
-            if row is not None and _arrays_present(directory, row):
+            if (
+                row is not None
+                and row.get("code_version") == version
+                and _arrays_present(directory, row)
+            ):
                 if _stat_matches(row, stat):
                     outcome = "reused"
                 elif row["source_sha256"] == sources_sha256(sources):
                     outcome = "rehashed"
             if outcome == "written":
                 rows[case.case_id] = _write_case(
-                    directory, dataset, case, stat, sources_sha256(sources), profile
+                    directory, dataset, case, stat, sources_sha256(sources), profile, version
                 )
             elif outcome == "rehashed" or row["split"] != case.split:  # type: ignore[index]
                 rows[case.case_id] = {**row, **_stat_columns(stat), "split": case.split}  # type: ignore[dict-item]
@@ -277,6 +316,7 @@ def _write_case(
     stat: SourceStat,
     sha256: str,
     profile: PreprocessingProfile,
+    version: str,
 ) -> dict[str, Any]:
     standard = dataset.standardise(case)
     stem = f"{CASES_DIR}/{_safe_name(case.case_id)}-{sha256[:12]}"
@@ -299,6 +339,7 @@ def _write_case(
         "source_sha256": sha256,
         "label_voxel_counts": [int(n) for n in counts],
         "profile_fingerprint": profile.fingerprint(),
+        "code_version": version,
     }
 
 

@@ -15,6 +15,7 @@ from concurrent import futures
 import numpy as np
 
 from eva_coralbay import _io
+from eva_coralbay.data import cache
 from eva_coralbay.data.profile import PreprocessingProfile
 from eva_coralbay.data.readers import FORMATS_BY_SUFFIX, ScanReadError, read_scan
 
@@ -278,7 +279,16 @@ def _to_int16(volume: np.ndarray) -> np.ndarray:
 def _cache_key(scan: pathlib.Path, profile: PreprocessingProfile) -> str:
     files = sorted(scan.iterdir()) if scan.is_dir() else [scan]
     stats = [(file.name, file.stat().st_size, file.stat().st_mtime_ns) for file in files]
-    identity = json.dumps([_CACHE_VERSION, str(scan.resolve()), stats, profile.fingerprint()])
+    # The readers' and the profile's code are part of the key: a fix to them re-reads the scan.
+    identity = json.dumps(
+        [
+            _CACHE_VERSION,
+            cache.code_version(),
+            str(scan.resolve()),
+            stats,
+            profile.fingerprint(),
+        ]
+    )
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     stem = scan.name.split(".")[0] or "scan"
     return f"{stem}-{digest}"

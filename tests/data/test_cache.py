@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -165,13 +167,54 @@ def test_a_failure_mid_run_leaves_only_complete_cases(
     assert not [p for p in (store / cache.CASES_DIR).iterdir() if p.name.endswith(".tmp")]
 
 
-KILLED_RUN = textwrap.dedent(
+# A user's adapter in a module of its own: version 2 fixes how it reads one label.
+USER_ADAPTER = """
+import numpy as np
+from eva_coralbay.data import adapters
+
+
+class FixedBTCV(adapters.BTCV):
+    def standardise(self, case):
+        standard = super().standardise(case)
+        if {fixed}:
+            standard.label[standard.label == 6] = 0  # the liver, mislabelled in this release
+        return standard
+"""
+
+
+def test_a_change_to_the_adapter_code_invalidates_its_cached_cases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = fresh_layout(adapters.BTCV, tmp_path / "btcv")
+    cache_root, module = tmp_path / "cache", tmp_path / "user_btcv.py"
+
+    def adapter() -> adapters.BTCV:
+        fixed_btcv = _import_file(module, monkeypatch).FixedBTCV
+        dataset = fixed_btcv(
+            str(root), profile=FAST_PROFILE, cache=str(cache_root), allow_incomplete=True
+        )
+        dataset.configure()
+        return dataset
+
+    module.write_text(USER_ADAPTER.format(fixed=False))
+    first = cache.preprocess(adapter(), cache_root)
+    assert len(first.written) == 3
+    assert len(cache.preprocess(adapter(), cache_root).reused) == 3  # same code: reused
+    assert (np.asarray(adapter().load_standard(2).label) == 6).any()
+
+    module.write_text(USER_ADAPTER.format(fixed=True))
+    stale = adapter()
+    assert stale._cache is not None
+    assert not any(stale._cache.is_fresh(c.case_id, c.source_files()) for c in stale.cases)
+    assert not (np.asarray(stale.load_standard(2).label) == 6).any()  # from the source, fixed
+    second = cache.preprocess(stale, cache_root)
+    assert sorted(second.written) == ["img0001", "img0002", "img0035"] and not second.reused
+    assert not (np.asarray(adapter().load_standard(2).label) == 6).any()  # cached, fixed
+
+
+KILLED_DATASET = textwrap.dedent(
     """
-    import os, signal, sys
-    from pathlib import Path
     import numpy as np
-    from eva_coralbay import _io
-    from eva_coralbay.data import cache
     from eva_coralbay.data.profile import PreprocessingProfile
 
     class Case:
@@ -195,6 +238,16 @@ KILLED_RUN = textwrap.dedent(
             self.cases = [Case(f"case{i}", s) for i, s in enumerate(sources)]
         def standardise(self, case):
             return Standard(int(case.case_id[4:]))
+    """
+)
+
+KILLED_RUN = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    from eva_coralbay import _io
+    from eva_coralbay.data import cache
+    from killed_dataset import Dataset
 
     real_write = _io.atomic_write
     def write_then_die(path, write):
@@ -213,12 +266,15 @@ KILLED_RUN = textwrap.dedent(
 )
 
 
-def test_a_killed_process_leaves_nothing_trusted(tmp_path: Path) -> None:
+def test_a_killed_process_leaves_nothing_trusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for index in range(3):
         (tmp_path / f"source{index}.bin").write_bytes(bytes([index]) * 100)
     script = tmp_path / "run.py"
     script.write_text(KILLED_RUN)
-    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    (tmp_path / "killed_dataset.py").write_text(KILLED_DATASET)
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPOSITORY), str(tmp_path)])}
 
     killed = subprocess.run(
         [sys.executable, str(script), str(tmp_path), "kill"], env=environment, capture_output=True
@@ -229,7 +285,10 @@ def test_a_killed_process_leaves_nothing_trusted(tmp_path: Path) -> None:
     assert manifest is not None and list(manifest["case_id"]) == ["case0"]
     leftovers = [p.name for p in (store / cache.CASES_DIR).iterdir()]
     assert any(name.endswith(".tmp") for name in leftovers)  # SIGKILL runs no cleanup
-    reader = cache.CacheReader.open(tmp_path / "cache", "killed", PreprocessingProfile())
+    dataset_type = _import_file(tmp_path / "killed_dataset.py", monkeypatch).Dataset
+    reader = cache.CacheReader.open(
+        tmp_path / "cache", "killed", PreprocessingProfile(), dataset_type
+    )
     assert reader is not None
     assert reader.load("case0", [tmp_path / "source0.bin"]) is not None
     assert reader.load("case1", [tmp_path / "source1.bin"]) is None
@@ -271,3 +330,13 @@ def test_cli_validates_then_fills_the_cache(
     assert "0 written, 3 reused" in capsys.readouterr().out
     assert cli.main(["preprocess", "--dataset", "nope", "--root", str(tmp_path)]) == 2
     assert "unknown dataset 'nope'" in capsys.readouterr().err
+
+
+def _import_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Imports a module from a file, registered in sys.modules for the test's duration."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, path.stem, module)
+    spec.loader.exec_module(module)
+    return module

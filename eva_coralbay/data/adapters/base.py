@@ -246,7 +246,7 @@ class SegmentationAdapter(VisionDataset[eva_tv_tensors.Volume, tv_tensors.Mask],
         self._cache = None
         if self._use_cache and self._profile is not None:
             self._cache = cache_store.CacheReader.open(
-                self._cache_root, self.task_id, self._profile
+                self._cache_root, self.task_id, self._profile, type(self)
             )
 
     @override
