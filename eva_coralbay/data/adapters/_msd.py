@@ -55,9 +55,6 @@ class MSDAdapter(base.SegmentationAdapter):
     val_ids: ClassVar[frozenset[int]]
     """Numbers of the validation cases."""
 
-    homepage: ClassVar[str] = MSD_HOMEPAGE
-    license: ClassVar[str] = MSD_LICENSE
-
     def layout(self) -> str:
         """The native layout."""
         return f"{self.msd_task}/{{dataset.json, imagesTr/, labelsTr/, imagesTs/}}"

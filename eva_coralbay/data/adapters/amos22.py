@@ -24,49 +24,6 @@ class AMOS22CT(base.SegmentationAdapter):
     """
 
     task_id: ClassVar[str] = "amos22_ct"
-    title: ClassVar[str] = "AMOS22 abdominal multi-organ segmentation (CT)"
-    homepage: ClassVar[str] = "https://amos22.grand-challenge.org/"
-    license: ClassVar[str] = "CC BY 4.0 (Zenodo record 7262581)"
-    split_source: ClassVar[str] = (
-        "the official split of the release: imagesTr (train) and imagesVa (val), CT ids <= 500"
-    )
-    native_classes: ClassVar[tuple[str, ...]] = (
-        "background",
-        "spleen",
-        "right kidney",
-        "left kidney",
-        "gall bladder",
-        "esophagus",
-        "liver",
-        "stomach",
-        "arota",
-        "postcava",
-        "pancreas",
-        "right adrenal gland",
-        "left adrenal gland",
-        "duodenum",
-        "bladder",
-        "prostate/uterus",
-    )
-    canonical_classes: ClassVar[tuple[str, ...]] = (
-        "background",
-        "spleen",
-        "kidney_right",
-        "kidney_left",
-        "gallbladder",
-        "esophagus",
-        "liver",
-        "stomach",
-        "aorta",
-        "inferior_vena_cava",
-        "pancreas",
-        "adrenal_gland_right",
-        "adrenal_gland_left",
-        "duodenum",
-        "urinary_bladder",
-        "prostate_or_uterus",
-    )
-    expected_cases: ClassVar[dict[str, int]] = {"train": 200, "val": 100}
     manual_download: ClassVar[str] = """
 Download amos22.zip from https://zenodo.org/records/7262581 (check the MD5 shown there) and
 unzip it into ROOT, so that ROOT/amos22/imagesTr/amos_0001.nii.gz exists.

@@ -21,11 +21,13 @@ from monai.data.meta_tensor import MetaTensor
 from torchvision import tv_tensors
 from typing_extensions import override
 
+from eva_coralbay import tasks
 from eva_coralbay.data import cache as cache_store
 from eva_coralbay.data import profile as profiles
 from eva_coralbay.data import readers
-from eva_coralbay.data.adapters import download, validation, vocabulary
+from eva_coralbay.data.adapters import download, validation
 from eva_coralbay.data.adapters.validation import LabelPart, Problem
+from eva_coralbay.tasks import vocabulary
 
 ProfileLike = str | profiles.PreprocessingProfile | Mapping[str, Any] | None
 """A model name (e.g. "radiology/coralbay"), a profile, its dict form, or None for raw volumes."""
@@ -124,6 +126,30 @@ class SegmentationAdapter(VisionDataset[eva_tv_tensors.Volume, tv_tensors.Mask],
 
     manual_download: ClassVar[str] = ""
     """The exact steps to obtain the data by hand."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Takes a benchmark adapter's facts from its record in the task catalogue.
+
+        Title, homepage, licence, split source, class names and expected case counts live once,
+        in `eva_coralbay.tasks`; an adapter whose `task_id` has a record there reads them from
+        it (a generic adapter such as `DecathlonFormat` states its own).
+        """
+        super().__init_subclass__(**kwargs)
+        benchmark = tasks.CATALOGUE.get(cls.__dict__.get("task_id", ""))
+        if benchmark is None:
+            return
+        if benchmark.adapter != cls.__name__:
+            raise TypeError(
+                f"{cls.__name__}: the catalogue names {benchmark.adapter!r} as the adapter of "
+                f"task {benchmark.id!r}"
+            )
+        cls.title = benchmark.title
+        cls.homepage = benchmark.homepage
+        cls.license = benchmark.license
+        cls.split_source = benchmark.split_source
+        cls.canonical_classes = benchmark.classes
+        cls.native_classes = benchmark.native_classes or benchmark.classes
+        cls.expected_cases = benchmark.cases_per_split
 
     def __init__(
         self,

@@ -24,50 +24,6 @@ class BTCV(base.SegmentationAdapter):
     """
 
     task_id: ClassVar[str] = "btcv"
-    title: ClassVar[str] = "BTCV abdomen (Multi-Atlas Labeling Beyond the Cranial Vault)"
-    homepage: ClassVar[str] = "https://www.synapse.org/#!Synapse:syn3193805/wiki/217789"
-    license: ClassVar[str] = (
-        "Synapse terms of use for syn3193805 (registration required); eva's BTCV config states "
-        "CC BY 4.0 - unverified"
-    )
-    split_source: ClassVar[str] = (
-        "dataset_0.json of MONAI's / VoCo's BTCV fine-tuning "
-        "(github.com/Luffy03/Large-Scale-Medical, Downstream/monai/BTCV/dataset/dataset_0.json); "
-        "eva's BTCV uses the same 24/6 split"
-    )
-    native_classes: ClassVar[tuple[str, ...]] = (
-        "background",
-        "spleen",
-        "right kidney",
-        "left kidney",
-        "gallbladder",
-        "esophagus",
-        "liver",
-        "stomach",
-        "aorta",
-        "inferior vena cava",
-        "portal vein and splenic vein",
-        "pancreas",
-        "right adrenal gland",
-        "left adrenal gland",
-    )
-    canonical_classes: ClassVar[tuple[str, ...]] = (
-        "background",
-        "spleen",
-        "kidney_right",
-        "kidney_left",
-        "gallbladder",
-        "esophagus",
-        "liver",
-        "stomach",
-        "aorta",
-        "inferior_vena_cava",
-        "portal_vein_and_splenic_vein",
-        "pancreas",
-        "adrenal_gland_right",
-        "adrenal_gland_left",
-    )
-    expected_cases: ClassVar[dict[str, int]] = {"train": 24, "val": 6}
     manual_download: ClassVar[str] = """
 Either (a) register at https://www.synapse.org/#!Synapse:syn3193805, download "Abdomen" ->
 RawData.zip and unzip it so that ROOT/RawData/Training/img/img0001.nii.gz exists; or (b) with a

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from eva_coralbay.data.adapters import _msd, base, vocabulary
+from eva_coralbay.data.adapters import _msd, base
 from eva_coralbay.data.adapters.validation import LabelPart, Problem
+from eva_coralbay.tasks import vocabulary
 
 DATASET_JSON = "dataset.json"
 SPLITS_FILE = "splits_final.json"

@@ -22,46 +22,6 @@ class FLARE22(base.SegmentationAdapter):
     """
 
     task_id: ClassVar[str] = "flare22"
-    title: ClassVar[str] = "FLARE22 abdominal organ segmentation (labelled training cases)"
-    homepage: ClassVar[str] = "https://flare22.grand-challenge.org/"
-    license: ClassVar[str] = "CC BY-NC-SA 4.0 (Zenodo record 7860267)"
-    split_source: ClassVar[str] = (
-        "VoCo's FLARE22 dataset.json (github.com/Luffy03/VoCo, Finetune/Flare22/dataset/"
-        "dataset.json): cases 1-10 validation, 11-50 train. eva's FLARE22 validates on 1-11"
-    )
-    native_classes: ClassVar[tuple[str, ...]] = (
-        "background",
-        "liver",
-        "right kidney",
-        "spleen",
-        "pancreas",
-        "aorta",
-        "inferior vena cava",
-        "right adrenal gland",
-        "left adrenal gland",
-        "gallbladder",
-        "esophagus",
-        "stomach",
-        "duodenum",
-        "left kidney",
-    )
-    canonical_classes: ClassVar[tuple[str, ...]] = (
-        "background",
-        "liver",
-        "kidney_right",
-        "spleen",
-        "pancreas",
-        "aorta",
-        "inferior_vena_cava",
-        "adrenal_gland_right",
-        "adrenal_gland_left",
-        "gallbladder",
-        "esophagus",
-        "stomach",
-        "duodenum",
-        "kidney_left",
-    )
-    expected_cases: ClassVar[dict[str, int]] = {"train": 40, "val": 10}
     manual_download: ClassVar[str] = """
 Download FLARE22Train.zip from https://zenodo.org/records/7860267 (check the MD5 shown there)
 and unzip it into ROOT, so that ROOT/FLARE22Train/images/FLARE22_Tr_0001_0000.nii.gz exists.

@@ -26,25 +26,6 @@ class KiTS23(base.SegmentationAdapter):
     """
 
     task_id: ClassVar[str] = "kits23"
-    title: ClassVar[str] = "KiTS23 Kidney and Kidney Tumor Segmentation Challenge"
-    homepage: ClassVar[str] = "https://kits-challenge.org/kits23/"
-    license: ClassVar[str] = (
-        "CC BY-NC-SA 4.0 as for the KiTS19 data release - unverified for KiTS23 (eva states MIT, "
-        "the licence of the kits23 code repository)"
-    )
-    split_source: ClassVar[str] = (
-        "VoCo's dataset_kits.json (github.com/Luffy03/Large-Scale-Medical, "
-        "Downstream/monai/KiTs/dataset_kits.json): 24 validation cases, the other 465 train. "
-        "eva's KiTS23 has the same validation cases but trains on cases 0-299 only"
-    )
-    native_classes: ClassVar[tuple[str, ...]] = ("background", "kidney", "tumor", "cyst")
-    canonical_classes: ClassVar[tuple[str, ...]] = (
-        "background",
-        "kidney",
-        "kidney_tumor",
-        "kidney_cyst",
-    )
-    expected_cases: ClassVar[dict[str, int]] = {"train": 465, "val": 24}
     manual_download: ClassVar[str] = """
 git clone https://github.com/neheller/kits23 && cd kits23 && pip install -e .
 kits23_download_data        # fills kits23/dataset/case_XXXXX/imaging.nii.gz

@@ -21,17 +21,6 @@ class LiTS17(base.SegmentationAdapter):
     """
 
     task_id: ClassVar[str] = "lits17"
-    title: ClassVar[str] = "LiTS17 Liver Tumor Segmentation Benchmark"
-    homepage: ClassVar[str] = "https://competitions.codalab.org/competitions/17094"
-    license: ClassVar[str] = "CC BY-NC-SA 4.0 (per the LiTS paper, arXiv:1901.04056)"
-    split_source: ClassVar[str] = (
-        "VoCo's dataset_lits.json (github.com/Luffy03/Large-Scale-Medical, "
-        "Downstream/monai/LiTs/dataset_lits.json): 23 validation cases, the other 108 train. "
-        "eva's LiTS17 has the same 23 validation cases but leaves cases 68 and 69 out of train"
-    )
-    native_classes: ClassVar[tuple[str, ...]] = ("background", "liver", "tumor")
-    canonical_classes: ClassVar[tuple[str, ...]] = ("background", "liver", "liver_tumor")
-    expected_cases: ClassVar[dict[str, int]] = {"train": 108, "val": 23}
     manual_download: ClassVar[str] = """
 Register for the LiTS challenge (https://competitions.codalab.org/competitions/17094) and download
 "Training Batch 1" and "Training Batch 2" (also mirrored in the LiTS Google Drive folder

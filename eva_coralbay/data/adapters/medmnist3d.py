@@ -14,6 +14,7 @@ from eva.vision.data import tv_tensors as eva_tv_tensors
 from eva.vision.data.datasets.vision import VisionDataset
 from typing_extensions import override
 
+from eva_coralbay import tasks
 from eva_coralbay.data.adapters import download
 from eva_coralbay.data.adapters.validation import DatasetValidationError, Problem
 
@@ -216,7 +217,7 @@ class OrganMNIST3D(MedMNIST3D):
 
     flag: ClassVar[str] = "organmnist3d"
     task_id: ClassVar[str] = "organmnist"
-    title: ClassVar[str] = "OrganMNIST3D"
+    title: ClassVar[str] = tasks.CATALOGUE["organmnist"].title
 
 
 class NoduleMNIST3D(MedMNIST3D):
@@ -224,7 +225,7 @@ class NoduleMNIST3D(MedMNIST3D):
 
     flag: ClassVar[str] = "nodulemnist3d"
     task_id: ClassVar[str] = "nodulemnist"
-    title: ClassVar[str] = "NoduleMNIST3D"
+    title: ClassVar[str] = tasks.CATALOGUE["nodulemnist"].title
 
 
 def write_npz(path: Path, splits: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]]) -> Path:

@@ -11,7 +11,6 @@ class MSDColon(_msd.MSDAdapter):
     """Decathlon Task10 Colon: 126 labelled CT scans; split 100 train / 26 val."""
 
     task_id: ClassVar[str] = "msd_task10_colon"
-    title: ClassVar[str] = "Medical Segmentation Decathlon Task10 Colon"
     msd_task: ClassVar[str] = "Task10_Colon"
     nnunet_task: ClassVar[str] = "Dataset010_Colon"
     case_format: ClassVar[str] = "colon_{:03d}"
@@ -19,12 +18,5 @@ class MSDColon(_msd.MSDAdapter):
         {8, 27, 30, 33, 41, 42, 61, 74, 75, 88, 91, 92, 95, 102, 111, 115, 118, 124, 127, 154, 161,
          162, 165, 166, 169, 187}
     )  # fmt: skip
-    split_source: ClassVar[str] = (
-        "VoCo's colon.json (github.com/Luffy03/Large-Scale-Medical, "
-        "Downstream/monai/Colon/colon.json): 26 validation cases, the other 100 train"
-    )
-    native_classes: ClassVar[tuple[str, ...]] = ("background", "colon cancer primaries")
-    canonical_classes: ClassVar[tuple[str, ...]] = ("background", "colon_tumor")
-    expected_cases: ClassVar[dict[str, int]] = {"train": 100, "val": 26}
     resources: ClassVar[tuple[download.Resource, ...]] = (_msd.msd_resource("Task10_Colon"),)
     manual_download: ClassVar[str] = _msd.manual_steps("Task10_Colon")

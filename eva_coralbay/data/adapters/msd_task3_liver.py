@@ -17,18 +17,9 @@ class MSDLiver(_msd.MSDAdapter):
     """Decathlon Task03 Liver: 131 labelled CT scans; split 108 train / 23 val."""
 
     task_id: ClassVar[str] = "msd_task3_liver"
-    title: ClassVar[str] = "Medical Segmentation Decathlon Task03 Liver"
     msd_task: ClassVar[str] = "Task03_Liver"
     nnunet_task: ClassVar[str] = "Dataset003_Liver"
     case_format: ClassVar[str] = "liver_{}"
     val_ids: ClassVar[frozenset[int]] = LITS_VAL_IDS
-    split_source: ClassVar[str] = (
-        "VoCo's dataset_lits.json (github.com/Luffy03/Large-Scale-Medical, "
-        "Downstream/monai/LiTs/dataset_lits.json, written for these liver_N files): 23 validation "
-        "cases, the other 108 train"
-    )
-    native_classes: ClassVar[tuple[str, ...]] = ("background", "liver", "cancer")
-    canonical_classes: ClassVar[tuple[str, ...]] = ("background", "liver", "liver_tumor")
-    expected_cases: ClassVar[dict[str, int]] = {"train": 108, "val": 23}
     resources: ClassVar[tuple[download.Resource, ...]] = (_msd.msd_resource("Task03_Liver"),)
     manual_download: ClassVar[str] = _msd.manual_steps("Task03_Liver")

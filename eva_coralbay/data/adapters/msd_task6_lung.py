@@ -11,19 +11,11 @@ class MSDLung(_msd.MSDAdapter):
     """Decathlon Task06 Lung: 63 labelled CT scans; split 50 train / 13 val."""
 
     task_id: ClassVar[str] = "msd_task6_lung"
-    title: ClassVar[str] = "Medical Segmentation Decathlon Task06 Lung"
     msd_task: ClassVar[str] = "Task06_Lung"
     nnunet_task: ClassVar[str] = "Dataset006_Lung"
     case_format: ClassVar[str] = "lung_{:03d}"
     val_ids: ClassVar[frozenset[int]] = frozenset(
         {6, 10, 33, 34, 41, 42, 46, 48, 59, 65, 66, 70, 79}
     )
-    split_source: ClassVar[str] = (
-        "VoCo's dataset_MSD_Lung.json (github.com/Luffy03/Large-Scale-Medical, "
-        "Downstream/monai/Lung/dataset_MSD_Lung.json): 13 validation cases, the other 50 train"
-    )
-    native_classes: ClassVar[tuple[str, ...]] = ("background", "cancer")
-    canonical_classes: ClassVar[tuple[str, ...]] = ("background", "lung_tumor")
-    expected_cases: ClassVar[dict[str, int]] = {"train": 50, "val": 13}
     resources: ClassVar[tuple[download.Resource, ...]] = (_msd.msd_resource("Task06_Lung"),)
     manual_download: ClassVar[str] = _msd.manual_steps("Task06_Lung")

@@ -11,7 +11,6 @@ class MSDPancreas(_msd.MSDAdapter):
     """Decathlon Task07 Pancreas: 281 labelled CT scans; split 257 train / 24 val."""
 
     task_id: ClassVar[str] = "msd_task7_pancreas"
-    title: ClassVar[str] = "Medical Segmentation Decathlon Task07 Pancreas"
     msd_task: ClassVar[str] = "Task07_Pancreas"
     nnunet_task: ClassVar[str] = "Dataset007_Pancreas"
     case_format: ClassVar[str] = "pancreas_{:03d}"
@@ -19,13 +18,5 @@ class MSDPancreas(_msd.MSDAdapter):
         {12, 19, 25, 32, 35, 40, 43, 45, 69, 87, 88, 94, 96, 100, 101, 102, 120, 125, 131, 135,
          155, 183, 198, 199}
     )  # fmt: skip
-    split_source: ClassVar[str] = (
-        "eva's MSDTask7Pancreas (eva/vision/data/datasets/segmentation/metadata/"
-        "_msd_task7_pancreas.py, from VoCo's Hugging Face mirror Luffy503/VoCo_Downstream): "
-        "24 validation cases, the other 257 train"
-    )
-    native_classes: ClassVar[tuple[str, ...]] = ("background", "pancreas", "cancer")
-    canonical_classes: ClassVar[tuple[str, ...]] = ("background", "pancreas", "pancreas_tumor")
-    expected_cases: ClassVar[dict[str, int]] = {"train": 257, "val": 24}
     resources: ClassVar[tuple[download.Resource, ...]] = (_msd.msd_resource("Task07_Pancreas"),)
     manual_download: ClassVar[str] = _msd.manual_steps("Task07_Pancreas")

@@ -11,7 +11,6 @@ class MSDHepaticVessel(_msd.MSDAdapter):
     """Decathlon Task08 Hepatic Vessel: 303 labelled CT scans; split 242 train / 61 val."""
 
     task_id: ClassVar[str] = "msd_task8_hepatic_vessel"
-    title: ClassVar[str] = "Medical Segmentation Decathlon Task08 Hepatic Vessel"
     msd_task: ClassVar[str] = "Task08_HepaticVessel"
     nnunet_task: ClassVar[str] = "Dataset008_HepaticVessel"
     case_format: ClassVar[str] = "hepaticvessel_{:03d}"
@@ -21,13 +20,6 @@ class MSDHepaticVessel(_msd.MSDAdapter):
          269, 270, 272, 274, 275, 282, 309, 329, 333, 358, 359, 361, 363, 368, 375, 422, 424, 437,
          441, 444, 445, 458}
     )  # fmt: skip
-    split_source: ClassVar[str] = (
-        "VoCo's vessel.json (github.com/Luffy03/Large-Scale-Medical, "
-        "Downstream/monai/Vessel/vessel.json): 61 validation cases, the other 242 train"
-    )
-    native_classes: ClassVar[tuple[str, ...]] = ("background", "vessel", "tumour")
-    canonical_classes: ClassVar[tuple[str, ...]] = ("background", "hepatic_vessel", "liver_tumor")
-    expected_cases: ClassVar[dict[str, int]] = {"train": 242, "val": 61}
     resources: ClassVar[tuple[download.Resource, ...]] = (
         _msd.msd_resource("Task08_HepaticVessel"),
     )

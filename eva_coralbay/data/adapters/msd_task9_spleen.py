@@ -11,17 +11,9 @@ class MSDSpleen(_msd.MSDAdapter):
     """Decathlon Task09 Spleen: 41 labelled CT scans; split 32 train / 9 val."""
 
     task_id: ClassVar[str] = "msd_task9_spleen"
-    title: ClassVar[str] = "Medical Segmentation Decathlon Task09 Spleen"
     msd_task: ClassVar[str] = "Task09_Spleen"
     nnunet_task: ClassVar[str] = "Dataset009_Spleen"
     case_format: ClassVar[str] = "spleen_{}"
     val_ids: ClassVar[frozenset[int]] = frozenset({10, 13, 14, 17, 31, 33, 44, 47, 56})
-    split_source: ClassVar[str] = (
-        "VoCo's spleen.json (github.com/Luffy03/Large-Scale-Medical, "
-        "Downstream/monai/Spleen/spleen.json): 9 validation cases, the other 32 train"
-    )
-    native_classes: ClassVar[tuple[str, ...]] = ("background", "spleen")
-    canonical_classes: ClassVar[tuple[str, ...]] = ("background", "spleen")
-    expected_cases: ClassVar[dict[str, int]] = {"train": 32, "val": 9}
     resources: ClassVar[tuple[download.Resource, ...]] = (_msd.msd_resource("Task09_Spleen"),)
     manual_download: ClassVar[str] = _msd.manual_steps("Task09_Spleen")

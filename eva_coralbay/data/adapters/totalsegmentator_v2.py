@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from eva_coralbay.data.adapters import base, download, vocabulary
+from eva_coralbay.data.adapters import base, download
 from eva_coralbay.data.adapters.validation import Problem
 
 META_CSV = "meta.csv"
@@ -24,17 +24,7 @@ class TotalSegmentatorV2(base.SegmentationAdapter):
     """
 
     task_id: ClassVar[str] = "totalsegmentator_v2"
-    title: ClassVar[str] = "TotalSegmentator v2 (117 classes)"
-    homepage: ClassVar[str] = "https://github.com/wasserth/TotalSegmentator"
-    license: ClassVar[str] = "CC BY 4.0 (Zenodo record 10047292)"
-    split_source: ClassVar[str] = "the `split` column of the release's meta.csv"
     split_names: ClassVar[tuple[str, ...]] = ("train", "val", "test")
-    native_classes: ClassVar[tuple[str, ...]] = (
-        vocabulary.BACKGROUND,
-        *vocabulary.TOTALSEGMENTATOR_V2_CLASSES,
-    )
-    canonical_classes: ClassVar[tuple[str, ...]] = native_classes
-    expected_cases: ClassVar[dict[str, int]] = {}  # meta.csv lists every expected subject
     resources: ClassVar[tuple[download.Resource, ...]] = (
         download.Resource(
             url="https://zenodo.org/records/10047292/files/Totalsegmentator_dataset_v201.zip",

@@ -21,56 +21,7 @@ class WORD(base.SegmentationAdapter):
     """
 
     task_id: ClassVar[str] = "word"
-    title: ClassVar[str] = "WORD (Whole abdominal ORgan Dataset)"
-    homepage: ClassVar[str] = "https://github.com/HiLab-git/WORD"
-    license: ClassVar[str] = (
-        "GPL-3.0 as stated in its dataset.json; research use only (non-commercial) per the WORD "
-        "repository"
-    )
-    split_source: ClassVar[str] = (
-        "the official split of the release (imagesTr / imagesVal / imagesTs folders), as used by "
-        "VoCo and eva"
-    )
     split_names: ClassVar[tuple[str, ...]] = ("train", "val", "test")
-    native_classes: ClassVar[tuple[str, ...]] = (
-        "background",
-        "liver",
-        "spleen",
-        "left_kidney",
-        "right_kidney",
-        "stomach",
-        "gallbladder",
-        "esophagus",
-        "pancreas",
-        "duodenum",
-        "colon",
-        "intestine",
-        "adrenal",
-        "rectum",
-        "bladder",
-        "Head_of_femur_L",
-        "Head_of_femur_R",
-    )
-    canonical_classes: ClassVar[tuple[str, ...]] = (
-        "background",
-        "liver",
-        "spleen",
-        "kidney_left",
-        "kidney_right",
-        "stomach",
-        "gallbladder",
-        "esophagus",
-        "pancreas",
-        "duodenum",
-        "colon",
-        "small_bowel",
-        "adrenal_gland",
-        "rectum",
-        "urinary_bladder",
-        "femur_head_left",
-        "femur_head_right",
-    )
-    expected_cases: ClassVar[dict[str, int]] = {"train": 100, "val": 20}
     manual_download: ClassVar[str] = """
 Download WORD-V0.1.0.zip from the link in https://github.com/HiLab-git/WORD (Google Drive /
 Baidu Pan). The zip is AES-encrypted: its password is published in eva's WORD dataset source
