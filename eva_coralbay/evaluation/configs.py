@@ -19,7 +19,7 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from eva_coralbay import _io
+from eva_coralbay import _io, tasks
 from eva_coralbay.data import adapters
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
@@ -29,18 +29,7 @@ CLASSIFICATION_DIR = Path("configs/radiology/offline/classification")
 DEFAULT_MODEL = "radiology/coralbay"
 MODEL_ENV = "${oc.env:MODEL_NAME, " + DEFAULT_MODEL + "}"
 
-TOTALSEGMENTATOR_ORGANS: tuple[str, ...] = (
-    "spleen",
-    "kidney_right",
-    "kidney_left",
-    "gallbladder",
-    "liver",
-    "stomach",
-    "pancreas",
-    "urinary_bladder",
-    "heart",
-    "aorta",
-)
+TOTALSEGMENTATOR_ORGANS: tuple[str, ...] = tasks.get_benchmark("totalsegmentator_v2_organs").classes
 """The organs of the `totalsegmentator_v2_organs` task: large, solid structures that fit a
 96 mm patch, with their left / right twins kept apart."""
 
