@@ -6,10 +6,10 @@ import pytest
 
 from eva_coralbay import tasks
 from eva_coralbay.data import adapters
-from eva_coralbay.evaluation import configs
 from eva_coralbay.leaderboard import tasks as leaderboard_tasks
 from eva_coralbay.tasks import vocabulary
 from tests.conftest import REPOSITORY_ROOT
+from tools import configs
 
 
 def test_every_adapter_has_its_record_and_every_record_its_adapter() -> None:

@@ -28,11 +28,11 @@ from eva_coralbay.data.adapters import layouts
 from eva_coralbay.data.adapters.medmnist3d import MedMNIST3D, write_npz
 from eva_coralbay.data.cache import preprocess
 from eva_coralbay.data.profile import PreprocessingProfile
-from eva_coralbay.evaluation import configs
 from eva_coralbay.leaderboard import eva_run, protocol, submit, tasks
 from tests.conftest import REPOSITORY_ROOT
 from tests.data.adapter_fixtures import NativeRoots, load_nifti, native_roots
 from tests.evaluation import eva_runs
+from tools import configs
 
 __all__ = ["native_roots"]  # a fixture: imported to be used
 
@@ -65,7 +65,7 @@ def test_committed_configs_are_the_generated_ones() -> None:
     for relative, text in expected.items():
         path = REPOSITORY_ROOT / relative
         assert path.is_file() and path.read_text() == text, (
-            f"{relative} differs from its template: run `python -m eva_coralbay.evaluation.configs`"
+            f"{relative} differs from its template: run `python -m tools.configs`"
         )
     shipped = {
         path.relative_to(REPOSITORY_ROOT)

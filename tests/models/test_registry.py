@@ -143,7 +143,9 @@ def test_eva_print_config_accepts_the_plugin_encoder(
     assert encoder.init_args.model_name == "radiology/coralbay_random"
 
 
-@pytest.mark.parametrize("module", ["eva_coralbay", "eva_coralbay._io", "eva_coralbay.tasks"])
+@pytest.mark.parametrize(
+    "module", ["eva_coralbay", "eva_coralbay._io", "eva_coralbay.tasks", "tools.configs"]
+)
 def test_importing_the_torch_free_modules_stays_light(module: str) -> None:
     code = f"import sys, {module}; print(','.join(m for m in ('torch', 'eva') if m in sys.modules))"
 

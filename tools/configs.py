@@ -1,10 +1,12 @@
-"""Writes every eva config under configs/radiology/ from one template per task type.
+"""Writes every eva config under configs/radiology/ from one YAML template per task type.
 
-The YAML files are plain, committed and run as they are (`eva fit --config ...`); this module
-only keeps them consistent. After changing a template, regenerate them with
+The YAML files are plain, committed and run as they are (`eva fit --config ...`); this dev tool
+only keeps them consistent, from the templates in tools/config_templates/ and the task catalogue
+(`eva_coralbay.tasks`), importing neither torch nor eva. After changing a template, regenerate
+them with
 
-    python -m eva_coralbay.evaluation.configs          # writes configs/radiology/...
-    python -m eva_coralbay.evaluation.configs --check  # exits 1 if a file differs
+    python -m tools.configs          # writes configs/radiology/...
+    python -m tools.configs --check  # exits 1 if a file differs
 
 and tests/evaluation/test_configs.py checks that the committed files equal the generated ones.
 """
@@ -20,9 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from eva_coralbay import _io, tasks
-from eva_coralbay.data import adapters
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = Path(__file__).resolve().parent / "config_templates"
 SEGMENTATION_DIR = Path("configs/radiology/online/segmentation")
 CLASSIFICATION_DIR = Path("configs/radiology/offline/classification")
 
@@ -82,292 +84,14 @@ class ClassificationTask:
         return f"{self.file_stem or self.task_id}.yaml"
 
 
-SEGMENTATION_TEMPLATE = _Template("""\
----
-@header
-trainer:
-  class_path: eva.Trainer
-  init_args:
-    n_runs: &N_RUNS ${oc.env:N_RUNS, 5}
-    default_root_dir: &OUTPUT_ROOT ${oc.env:OUTPUT_ROOT, logs/@model_env/@task_dir}
-    max_steps: &MAX_STEPS ${oc.env:MAX_STEPS, 20000}
-    val_check_interval: ${oc.env:VAL_CHECK_INTERVAL, 500}
-    max_epochs: null
-    check_val_every_n_epoch: null
-    checkpoint_type: ${oc.env:CHECKPOINT_TYPE, best}
-    num_sanity_val_steps: 0
-    log_every_n_steps: ${oc.env:LOG_EVERY_N_STEPS, 100}
-    callbacks:
-      - class_path: eva.callbacks.ConfigurationLogger
-      - class_path: lightning.pytorch.callbacks.TQDMProgressBar
-        init_args:
-          refresh_rate: ${oc.env:TQDM_REFRESH_RATE, 1}
-      - class_path: lightning.pytorch.callbacks.LearningRateMonitor
-        init_args:
-          logging_interval: step
-      - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-        init_args:
-          filename: best
-          save_last: ${oc.env:SAVE_LAST, false}
-          save_top_k: 1
-          monitor: ${oc.env:MONITOR_METRIC, val/DiceScore}
-          mode: ${oc.env:MONITOR_METRIC_MODE, max}
-      # Per-case, per-class Dice of the final evaluations, written beside results.json for the
-      # leaderboard's confidence intervals.
-      - class_path: eva_coralbay.evaluation.PerCaseScores
-        init_args:
-          class_names:@per_case_names
-      # results.json also when a metric is NaN (a class absent from a validation scan): eva
-      # 0.4.5 crashes on it over several runs.
-      - class_path: eva_coralbay.evaluation.NanSafeResults
-    logger:
-      - class_path: lightning.pytorch.loggers.TensorBoardLogger
-        init_args:
-          save_dir: *OUTPUT_ROOT
-          name: ""
-model:
-  class_path: eva.vision.models.modules.SemanticSegmentationModule
-  init_args:
-    encoder:
-      # The plugin's ModelFromRegistry knows radiology/coralbay* and every eva backbone.
-      class_path: eva_coralbay.models.ModelFromRegistry
-      init_args:
-        model_name: @model_env
-        model_kwargs:
-          out_indices: ${oc.env:OUT_INDICES, 6}
-        model_extra_kwargs: ${oc.env:MODEL_EXTRA_KWARGS, null}
-    decoder:
-      class_path: eva.vision.models.networks.decoders.segmentation.SwinUNETRDecoderWithProjection
-      init_args:
-        feature_size: ${oc.env:IN_FEATURES, 48}
-        out_channels: &NUM_CLASSES @num_classes
-        project_dims: ${oc.env:CHANNEL_PROJECTION_DIMS, null}
-    spatial_dims: 3
-    inferer:
-      class_path: monai.inferers.SlidingWindowInferer
-      init_args:
-        roi_size: &ROI_SIZE ${oc.env:ROI_SIZE, [96, 96, 96]}
-        sw_batch_size: ${oc.env:SW_BATCH_SIZE, 8}
-        overlap: ${oc.env:SW_OVERLAP, 0.75}
-    criterion:
-      class_path: monai.losses.DiceCELoss
-      init_args:
-        include_background: false
-        to_onehot_y: true
-        softmax: true
-        batch: true
-    lr_multiplier_encoder: 0.0
-    optimizer:
-      class_path: torch.optim.AdamW
-      init_args:
-        lr: ${oc.env:LR_VALUE, 0.001}
-        betas: [0.9, 0.999]
-        weight_decay: ${oc.env:WEIGHT_DECAY, 0.01}
-    lr_scheduler:
-      interval: step
-      scheduler:
-        class_path: torch.optim.lr_scheduler.CosineAnnealingLR
-        init_args:
-          T_max: *MAX_STEPS
-          eta_min: ${oc.env:LR_VALUE_END, 0.0001}
-    postprocess:
-      predictions_transforms:
-        - class_path: eva.core.models.transforms.AsDiscrete
-          init_args:
-            argmax: true
-            to_onehot: *NUM_CLASSES
-      targets_transforms:
-        - class_path: eva.core.models.transforms.AsDiscrete
-          init_args:
-            to_onehot: *NUM_CLASSES
-    metrics:
-      common:
-        - class_path: eva.metrics.AverageLoss
-      evaluation:
-        # The leaderboard's metric: macro Dice over the foreground classes.
-        - class_path: torchmetrics.segmentation.DiceScore
-          init_args:
-            num_classes: *NUM_CLASSES
-            include_background: false
-            average: macro
-            input_format: one-hot
-        - class_path: torchmetrics.ClasswiseWrapper
-          init_args:
-            metric:
-              class_path: eva_coralbay.evaluation.PerClassDiceScore
-              init_args:
-                include_background: true
-                num_classes: *NUM_CLASSES
-                input_format: one-hot
-            prefix: DiceScore_
-            labels:@metric_labels
-data:
-  class_path: eva.DataModule
-  init_args:
-    datasets:
-      train:
-        class_path: @dataset_class
-        init_args: &DATASET_ARGS
-          root: ${oc.env:DATA_ROOT, ./data/@task_id}
-          split: train
-          # The preprocessing the model declares (orientation, spacing, HU window): a registry
-          # name, by default the model's own, or a mapping such as {spacing: [2, 2, 2]}.
-          profile: &PROFILE ${oc.decode:${oc.env:PROFILE, @model_env}}
-          allow_incomplete: ${oc.env:ALLOW_INCOMPLETE, false}
-@dataset_args\
-          transforms:
-            class_path: torchvision.transforms.v2.Compose
-            init_args:
-              transforms:
-                - class_path: eva.vision.data.transforms.CropForeground
-                - class_path: eva.vision.data.transforms.SpatialPad
-                  init_args:
-                    spatial_size: *ROI_SIZE
-                - class_path: eva.vision.data.transforms.RandCropByLabelClasses
-                  init_args:
-                    spatial_size: *ROI_SIZE
-                    num_samples: ${oc.env:SAMPLE_BATCH_SIZE, 4}
-                    num_classes: *NUM_CLASSES
-                    ratios: ${oc.env:SAMPLE_CLASS_RATIOS, null}
-                - class_path: eva.vision.data.transforms.RandFlip
-                  init_args:
-                    spatial_axes: [0, 1, 2]
-                - class_path: eva_coralbay.evaluation.RandRotate90Axial
-                  init_args:
-                    profile: *PROFILE
-                - class_path: eva.vision.data.transforms.RandScaleIntensity
-                  init_args:
-                    factors: 0.1
-                    prob: 0.1
-                - class_path: eva.vision.data.transforms.RandShiftIntensity
-                  init_args:
-                    offsets: 0.1
-                    prob: 0.1
-      val:
-        class_path: @dataset_class
-        init_args:
-          <<: *DATASET_ARGS
-          split: val
-          transforms:
-            class_path: torchvision.transforms.v2.Compose
-            init_args:
-              transforms:
-                - class_path: eva.vision.data.transforms.CropForeground
-    dataloaders:
-      train:
-        batch_size: ${oc.env:BATCH_SIZE, 2}
-        num_workers: &N_DATA_WORKERS ${oc.env:N_DATA_WORKERS, 8}
-        # null: torch's default with workers, and N_DATA_WORKERS=0 works too (with
-        # PERSISTENT_WORKERS=false).
-        prefetch_factor: null
-        persistent_workers: &PERSISTENT_WORKERS ${oc.env:PERSISTENT_WORKERS, true}
-        shuffle: true
-        collate_fn: eva.vision.data.dataloaders.collate_fn.collection_collate
-        worker_init_fn: eva.vision.data.dataloaders.seed_worker
-      val:
-        batch_size: 1
-        num_workers: *N_DATA_WORKERS
-        prefetch_factor: null
-        persistent_workers: *PERSISTENT_WORKERS
-""")
+SEGMENTATION_TEMPLATE = _Template((TEMPLATES / "segmentation.yaml").read_text())
 
-CLASSIFICATION_TEMPLATE = _Template("""\
----
-@header
-trainer:
-  class_path: eva.Trainer
-  init_args:
-    n_runs: &N_RUNS ${oc.env:N_RUNS, 5}
-    default_root_dir: &OUTPUT_ROOT ${oc.env:OUTPUT_ROOT, logs/@model_env/@task_dir}
-    max_steps: &MAX_STEPS ${oc.env:MAX_STEPS, 12500}
-    checkpoint_type: ${oc.env:CHECKPOINT_TYPE, best}
-    callbacks:
-      - class_path: eva.callbacks.ConfigurationLogger
-      - class_path: lightning.pytorch.callbacks.LearningRateMonitor
-        init_args:
-          logging_interval: epoch
-      - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-        init_args:
-          filename: best
-          save_last: ${oc.env:SAVE_LAST, false}
-          save_top_k: 1
-          monitor: &MONITOR_METRIC ${oc.env:MONITOR_METRIC, val/@monitor}
-          mode: &MONITOR_METRIC_MODE ${oc.env:MONITOR_METRIC_MODE, max}
-      - class_path: lightning.pytorch.callbacks.EarlyStopping
-        init_args:
-          min_delta: 0
-          patience: 400
-          monitor: *MONITOR_METRIC
-          mode: *MONITOR_METRIC_MODE
-      # Per-case correctness of the final evaluations, written beside results.json for the
-      # leaderboard's confidence intervals.
-      - class_path: eva_coralbay.evaluation.PerCaseScores
-        init_args:
-          class_names:@per_case_names
-      # results.json also when a metric is NaN: eva 0.4.5 crashes on it over several runs.
-      - class_path: eva_coralbay.evaluation.NanSafeResults
-      - class_path: eva.callbacks.ClassificationEmbeddingsWriter
-        init_args:
-          output_dir: &DATASET_EMBEDDINGS_ROOT @embeddings_dir
-          dataloader_idx_map:
-@idx_map
-          backbone:
-            # The plugin's ModelFromRegistry knows radiology/coralbay* and every eva backbone;
-            # without out_indices the encoder returns its multi-scale embedding (24 F dims).
-            class_path: eva_coralbay.models.ModelFromRegistry
-            init_args:
-              model_name: @model_env
-              model_extra_kwargs: ${oc.env:MODEL_EXTRA_KWARGS, null}
-          overwrite: false
-    logger:
-      - class_path: lightning.pytorch.loggers.TensorBoardLogger
-        init_args:
-          save_dir: *OUTPUT_ROOT
-          name: ""
-model:
-  class_path: eva.HeadModule
-  init_args:
-    head:
-      class_path: torch.nn.Linear
-      init_args:
-        in_features: ${oc.env:IN_FEATURES, 1152}
-        out_features: @out_features
-    criterion: @criterion
-    optimizer:
-      class_path: torch.optim.AdamW
-      init_args:
-        lr: ${oc.env:LR_VALUE, 0.0003}
-    lr_scheduler:
-      class_path: torch.optim.lr_scheduler.CosineAnnealingLR
-      init_args:
-        T_max: *MAX_STEPS
-        eta_min: 0.0
-    metrics:
-      common:
-        - class_path: eva.metrics.AverageLoss
-@metrics
-data:
-  class_path: eva.DataModule
-  init_args:
-    datasets:
-@embedding_datasets
-      predict:
-@predict_datasets
-    dataloaders:
-      # Embeddings are small: the main process loads them faster than spawned workers that
-      # each import eva first.
-@embedding_loaders
-      predict:
-        batch_size: ${oc.env:PREDICT_BATCH_SIZE, 8}
-        num_workers: ${oc.env:N_DATA_WORKERS, 4}
-        prefetch_factor: null
-        persistent_workers: false
-""")
+CLASSIFICATION_TEMPLATE = _Template((TEMPLATES / "classification.yaml").read_text())
 
 
 GENERATED_NOTE = (
     "Environment variables and outputs: docs/evaluation.md. Generated by `python -m "
-    "eva_coralbay.evaluation.configs` from one template: edit the template, not this file."
+    "tools.configs` from one template: edit the template, not this file."
 )
 
 
@@ -390,21 +114,22 @@ def _block_list(items: Sequence[str], indent: int) -> str:
 
 def segmentation_tasks() -> list[SegmentationTask]:
     """One config per segmentation adapter, then the generic DecathlonFormat one."""
-    tasks = [
+    result = [
         SegmentationTask(
-            task_id=adapter.task_id,
-            title=adapter.title,
-            dataset_class=f"eva_coralbay.data.adapters.{adapter.__name__}",
-            class_names=tuple(adapter.canonical_classes),
+            task_id=benchmark.id,
+            title=benchmark.title,
+            dataset_class=f"eva_coralbay.data.adapters.{benchmark.adapter}",
+            class_names=benchmark.classes,
             about=(
-                f"Data: DATA_ROOT holds the release as docs/tasks.md (`{adapter.task_id}`) "
-                f"describes it; licence: {adapter.license.split(' (')[0]}."
+                f"Data: DATA_ROOT holds the release as docs/tasks.md (`{benchmark.id}`) "
+                f"describes it; licence: {benchmark.license.split(' (')[0]}."
             ),
             dataset_args="          download: ${oc.env:DOWNLOAD_DATA, false}\n",
         )
-        for adapter in adapters.SEGMENTATION_ADAPTERS
+        for benchmark in tasks.BENCHMARKS
+        if benchmark.type == "segmentation" and benchmark.adapter and not benchmark.synthetic
     ]
-    tasks.append(
+    result.append(
         SegmentationTask(
             task_id="decathlon_format",
             title="Your own CT dataset in the Decathlon / nnU-Net raw layout",
@@ -423,7 +148,7 @@ def segmentation_tasks() -> list[SegmentationTask]:
             task_id_env=True,
         )
     )
-    return tasks
+    return result
 
 
 def _medmnist_predict(class_name: str, task_id: str) -> str:
@@ -488,19 +213,19 @@ def classification_tasks() -> list[ClassificationTask]:
     organ_classes = "${oc.env:ORGAN_CLASSES, [" + ", ".join(TOTALSEGMENTATOR_ORGANS) + "]}"
     return [
         ClassificationTask(
-            task_id=adapter.task_id,
-            title=f"{adapter.title} ({'binary' if len(names) == 2 else 'multiclass'})",
-            class_names=tuple(names),
-            predict_datasets=_medmnist_predict(adapter.__name__, adapter.task_id),
+            task_id=benchmark.id,
+            title=f"{benchmark.title} ({'binary' if benchmark.class_count == 2 else 'multiclass'})",
+            class_names=benchmark.classes,
+            predict_datasets=_medmnist_predict(str(benchmark.adapter), benchmark.id),
             splits=("train", "val", "test"),
             about=(
-                f"Data: DATA_ROOT holds {adapter.flag}_64.npz (docs/tasks.md, "
-                f"`{adapter.task_id}`); DOWNLOAD_DATA=true fetches it. MedMNIST volumes are "
+                # medmnist's file name is its flag, the adapter's name in lower case.
+                f"Data: DATA_ROOT holds {str(benchmark.adapter).lower()}_64.npz (docs/tasks.md, "
+                f"`{benchmark.id}`); DOWNLOAD_DATA=true fetches it. MedMNIST volumes are "
                 "already cropped and scaled to [0, 1]: no CT profile applies."
             ),
         )
-        for adapter in (adapters.OrganMNIST3D, adapters.NoduleMNIST3D)
-        for names in (adapter.class_names(),)
+        for benchmark in map(tasks.get_benchmark, ("organmnist", "nodulemnist"))
     ] + [
         ClassificationTask(
             task_id="totalsegmentator_v2_organs",
