@@ -174,12 +174,10 @@ def embed(encoder: Any, patches: Any, batch_size: int = 8) -> np.ndarray:
     """Frozen multi-scale embeddings (N, 24·F) in eval mode."""
     import torch
 
-    from eva_coralbay.pretraining.backbone import multiscale_embedding
-
     encoder.eval()
     with torch.no_grad():
         chunks = [
-            multiscale_embedding(encoder, patches[start : start + batch_size])
+            encoder.embed_multiscale(patches[start : start + batch_size])
             for start in range(0, len(patches), batch_size)
         ]
     return torch.cat(chunks).numpy()

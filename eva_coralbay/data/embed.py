@@ -2,7 +2,7 @@
 
 The encoder runs on ROI-sized windows (MONAI's `SlidingWindowInferer`); its six feature maps
 are stitched over the whole standardised volume at their own resolutions, and the encoder's
-`forward_encoders` then global-average-pools the stitched maps into the 24·F multi-scale vector:
+`forward_multiscale` then global-average-pools the stitched maps into the 24·F multi-scale vector:
 the same pooling it applies to a single crop, now over the whole scan (a volume of one window
 gives exactly the single-crop embedding). Stitched maps cost memory: about 4.7·F + 4 bytes per
 standardised voxel (≈ 3.6 GB for F=48 and a 250^3 volume), held on `stitch_device`.
@@ -129,7 +129,7 @@ def embed_volume(
 
     Args:
         encoder: A SwinUNETR-style encoder with `forward_features` (six maps) and
-            `forward_encoders` (pooled multi-scale vector), built without its own inferer.
+            `forward_multiscale` (pooled multi-scale vector), built without its own inferer.
         volume: The standardised scan, `[1, X, Y, Z]`.
         inferer: From `build_inferer`.
 
@@ -138,10 +138,10 @@ def embed_volume(
     """
     import torch
 
-    multiscale: Any = encoder.eval()  # forward_features / forward_encoders: eva's interface
+    multiscale: Any = encoder.eval()  # forward_features / forward_multiscale
     with torch.inference_mode():
         maps = inferer(inputs=volume[None], network=multiscale.forward_features)
-        pooled = multiscale.forward_encoders(list(maps))
+        pooled = multiscale.forward_multiscale(list(maps))
     return pooled[0].float().cpu()
 
 

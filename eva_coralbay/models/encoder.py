@@ -170,10 +170,21 @@ class CoralBayEncoder(nn.Module):
             return self._inferer(inputs=tensor, network=self._forward_features)  # type: ignore[return-value]
         return self._forward_features(tensor)
 
-    def forward_encoders(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """Concatenates the pooled enc0, enc1, enc2, enc3 and dec4 maps: (B, 24F)."""
+    def forward_multiscale(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """The multi-scale embedding: pooled enc0, enc1, enc2, enc3 and dec4, concatenated (B, 24F).
+
+        This is what CoralBay's DINO objective trains and what the probes read.
+        """
         pooled = [torch.flatten(self._pool_op(f), 1) for f in features[:4] + features[5:]]
         return torch.cat(pooled, dim=1)
+
+    def forward_encoders(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Eva's name for `forward_multiscale` (eva's `SwinUNETREncoder` interface calls it)."""
+        return self.forward_multiscale(features)
+
+    def embed_multiscale(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The multi-scale embedding (B, 24F) of a batch of crops (B, C, X, Y, Z)."""
+        return self.forward_multiscale(self.forward_features(tensor))
 
     def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
         """Pools the deepest feature map: (B, 16F)."""
@@ -184,14 +195,14 @@ class CoralBayEncoder(nn.Module):
         features = self.forward_features(tensor)
         if self._embeddings_type == "head":
             return self.forward_head(features)
-        return self.forward_encoders(features)
+        return self.forward_multiscale(features)
 
     def forward_intermediates(
         self, tensor: torch.Tensor
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Returns the multi-scale embedding and the six feature maps (as eva does)."""
         features = self.forward_features(tensor)
-        return self.forward_encoders(features), features
+        return self.forward_multiscale(features), features
 
     @override
     def forward(self, tensor: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:

@@ -15,7 +15,6 @@ from typing_extensions import override
 from eva_coralbay.models.config import EncoderConfig
 from eva_coralbay.models.encoder import CoralBayEncoder
 from eva_coralbay.pretraining import losses
-from eva_coralbay.pretraining.backbone import build_encoder, multiscale_embedding
 from eva_coralbay.pretraining.config import PretrainConfig
 from eva_coralbay.pretraining.head import DINOHead
 from eva_coralbay.pretraining.schedules import CosineSchedule, LinearWarmup
@@ -37,7 +36,7 @@ class DINOBranch(nn.Module):
 
     @override
     def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        embeddings = multiscale_embedding(self.backbone, crops)
+        embeddings = self.backbone.embed_multiscale(crops)
         return embeddings, self.head(embeddings)
 
 
@@ -67,7 +66,7 @@ class DINOPretraining(L.LightningModule):
         )
         head = self.config.head
         self.student = DINOBranch(
-            build_encoder(self.encoder_config),
+            CoralBayEncoder.from_config(self.encoder_config),
             DINOHead(
                 self.encoder_config.embedding_dim,
                 out_dim=head.out_dim,

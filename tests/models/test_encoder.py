@@ -74,7 +74,12 @@ def test_features_and_embeddings_match_eva(
             actual_embedding = getattr(ours, method)(actual)
             assert _max_diff([actual_embedding], [expected_embedding]) <= 1e-4
     assert actual_embedding.shape == (shape[0], 16 * feature_size)
-    assert ours.forward_encoders(actual).shape == (shape[0], 24 * feature_size)
+    multiscale = ours.forward_multiscale(actual)
+    assert multiscale.shape == (shape[0], 24 * feature_size)
+    # eva's name for it, and the one-call form pretraining uses, give the same vector.
+    assert torch.equal(ours.forward_encoders(actual), multiscale)
+    with torch.no_grad():
+        assert _max_diff([ours.embed_multiscale(image)], [multiscale]) <= 1e-6
 
 
 def test_training_forward_and_gradients_match_eva() -> None:
