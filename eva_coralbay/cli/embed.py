@@ -76,8 +76,9 @@ def _embed(args: argparse.Namespace, out: pathlib.Path) -> int:
     from eva_coralbay.data import embed
     from eva_coralbay.data.profile import profile_for_model
     from eva_coralbay.data.readers import ScanReadError
+    from eva_coralbay.data.scans import find_scans
 
-    scans = embed.collect_scans(args.scans)
+    scans = find_scans(args.scans)
     profile = profile_for_model(args.model)
     encoder = embed.load_model(args.model, args.checkpoint)
     embedder = embed.ScanEmbedder(

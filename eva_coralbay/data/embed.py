@@ -14,12 +14,11 @@ import dataclasses
 import json
 import os
 import pathlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from eva_coralbay import _io
 from eva_coralbay.data.profile import PreprocessingProfile
-from eva_coralbay.data.readers import FORMATS_BY_SUFFIX, ScanReadError, scan_format
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,38 +50,6 @@ class ScanEmbedding:
 
     shape: list[int]
     """Voxels of the standardised volume that was embedded."""
-
-
-def collect_scans(paths: Iterable[str | os.PathLike[str]]) -> list[pathlib.Path]:
-    """Expands paths into scans: files, DICOM series folders and folders of scans.
-
-    A folder holding DICOM files is one series; any other folder is searched (recursively, in
-    name order) for scan files and DICOM series folders.
-
-    Raises:
-        ScanReadError: For a missing path, a file no reader handles, or a folder with no scans.
-    """
-    scans: list[pathlib.Path] = []
-    for path in map(pathlib.Path, paths):
-        if not path.is_dir():
-            scan_format(path)  # raises for missing and unsupported files
-            scans.append(path)
-            continue
-        entries = sorted(path.iterdir())
-        if any(entry.is_file() and _io.is_dicom_file(entry) for entry in entries):
-            scans.append(path)
-            continue
-        found = [
-            entry
-            for entry in entries
-            if entry.is_file() and entry.name.lower().endswith(tuple(FORMATS_BY_SUFFIX))
-        ]
-        subfolders = [entry for entry in entries if entry.is_dir()]
-        found += collect_scans(subfolders) if subfolders else []
-        if not found:
-            raise ScanReadError(path, "holds no scans (NIfTI, MetaImage, NRRD or DICOM series)")
-        scans.extend(sorted(found))
-    return scans
 
 
 def build_inferer(

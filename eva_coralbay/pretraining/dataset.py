@@ -12,9 +12,10 @@ from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
 from eva_coralbay.data.profile import resolve_profile
+from eva_coralbay.data.scans import find_scans
 from eva_coralbay.pretraining.config import CropConfig, DataConfig
 from eva_coralbay.pretraining.crops import MultiCrop
-from eva_coralbay.pretraining.scans import ScanStore, find_scans
+from eva_coralbay.pretraining.scans import ScanError, ScanStore
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class PretrainDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is not None:
             return
+        if not self.data_config.paths:
+            raise ScanError("no pretraining data given: pass --data PATH... or set data.paths")
         profile = resolve_profile(self.data_config.profile)
         multi_crop = MultiCrop(self.crop_config, profile)
         store = ScanStore(

@@ -1,15 +1,14 @@
-"""Unlabeled CT for pretraining: finding scans, standardising them once and keeping them cached."""
+"""Unlabeled CT for pretraining: standardising scans once and keeping them cached."""
 
 from __future__ import annotations
 
 import dataclasses
-import glob
 import hashlib
 import json
 import logging
 import os
 import pathlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent import futures
 
 import numpy as np
@@ -17,15 +16,9 @@ import numpy as np
 from eva_coralbay import _io
 from eva_coralbay.data import cache
 from eva_coralbay.data.profile import PreprocessingProfile
-from eva_coralbay.data.readers import FORMATS_BY_SUFFIX, ScanReadError, read_scan
+from eva_coralbay.data.readers import ScanReadError, read_scan
 
 logger = logging.getLogger(__name__)
-
-SCAN_SUFFIXES = tuple(FORMATS_BY_SUFFIX)
-"""Single-file scan formats the readers take; DICOM series are folders."""
-
-MANIFEST_SUFFIXES = (".csv", ".parquet", ".txt")
-"""Files that list scans (a `path` column, or one path per line)."""
 
 AIR_HU = -1024
 """Value of padding and of voxels outside the scan."""
@@ -49,98 +42,6 @@ def _read_standardised(path: pathlib.Path, profile: PreprocessingProfile) -> np.
     image = Orientation(axcodes=profile.orientation, labels=None)(image)
     image = Spacing(pixdim=profile.spacing, mode=profile.image_interpolation)(image)
     return np.asarray(image[0])
-
-
-def find_scans(sources: Iterable[str | os.PathLike[str]]) -> list[pathlib.Path]:
-    """Expands files, DICOM folders, folders of scans, globs and manifests into scan paths.
-
-    Args:
-        sources: Each a scan file, a DICOM series folder, a folder searched recursively, a glob
-            pattern, or a manifest (.csv/.parquet with a `path` column, .txt with one path per
-            line; relative paths are relative to the manifest).
-
-    Returns:
-        The scans in the order given, without duplicates.
-
-    Raises:
-        FileNotFoundError: When a source does not exist or a glob matches nothing.
-        ScanError: When nothing in the sources is a scan, or a manifest is malformed.
-    """
-    sources = [os.fspath(source) for source in sources]
-    if not sources:
-        raise ScanError("no pretraining data given: pass --data PATH... or set data.paths")
-    scans: dict[pathlib.Path, None] = {}
-    for source in sources:
-        for scan in _expand(source):
-            scans.setdefault(scan, None)
-    if not scans:
-        raise ScanError(
-            f"no CT scans found in {sources} (looked for {', '.join(SCAN_SUFFIXES)} files and "
-            "DICOM series folders)"
-        )
-    return list(scans)
-
-
-def _expand(source: str) -> list[pathlib.Path]:
-    if glob.has_magic(source):
-        matches = sorted(glob.glob(source, recursive=True))
-        if not matches:
-            raise FileNotFoundError(f"the pattern {source!r} matches no file")
-        return [scan for match in matches for scan in _expand(match)]
-    path = pathlib.Path(source).expanduser().resolve()
-    if not path.exists():
-        raise FileNotFoundError(f"pretraining data not found: {source}")
-    if path.is_dir():
-        return _scans_in_folder(path)
-    if path.name.lower().endswith(MANIFEST_SUFFIXES):
-        return [scan for entry in _read_manifest(path) for scan in _expand(entry)]
-    return [path]
-
-
-def _scans_in_folder(folder: pathlib.Path) -> list[pathlib.Path]:
-    scans = []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        root_path = pathlib.Path(root)
-        if _is_dicom_series(root_path, files):
-            scans.append(root_path)
-        scans += [
-            root_path / name for name in sorted(files) if name.lower().endswith(SCAN_SUFFIXES)
-        ]
-    return scans
-
-
-def _is_dicom_series(folder: pathlib.Path, files: Sequence[str]) -> bool:
-    if any(name.lower().endswith(".dcm") for name in files):
-        return True
-    # DICOM files often have no extension (or a UID for a name): the magic bytes decide.
-    candidates = [
-        name
-        for name in sorted(files)
-        if not name.startswith(".") and not name.lower().endswith(SCAN_SUFFIXES + MANIFEST_SUFFIXES)
-    ]
-    return any(_io.is_dicom_file(folder / name) for name in candidates[:3])
-
-
-def _read_manifest(path: pathlib.Path) -> list[str]:
-    if path.suffix.lower() == ".txt":
-        lines = [line.strip() for line in path.read_text().splitlines()]
-        entries = [line for line in lines if line and not line.startswith("#")]
-    else:
-        import pandas as pd
-
-        try:
-            table = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
-        except Exception as error:
-            raise ScanError(f"{path}: cannot read the manifest ({error})") from error
-        if "path" not in table.columns:
-            raise ScanError(
-                f"{path}: a manifest needs a 'path' column, found {list(table.columns)}"
-            )
-        entries = [str(entry) for entry in table["path"].dropna()]
-    if not entries:
-        raise ScanError(f"{path}: the manifest lists no scans")
-    return [str(path.parent / entry) for entry in entries]
 
 
 @dataclasses.dataclass

@@ -20,6 +20,7 @@ from eva_coralbay import cli
 from eva_coralbay.data import embed
 from eva_coralbay.data.profile import CORALBAY_PROFILE
 from eva_coralbay.data.readers import ScanReadError, read_scan
+from eva_coralbay.data.scans import find_scans
 from eva_coralbay.models.weights import load_encoder
 
 FEATURE_SIZE = 12
@@ -148,19 +149,21 @@ def test_coralbay_embed_reports_unreadable_scans(
     assert not out.exists()
 
 
-def test_collect_scans(totalsegmentator_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
-    assert embed.collect_scans([totalsegmentator_dir / "example_ct_dicom"]) == [
-        totalsegmentator_dir / "example_ct_dicom"
-    ]
-    collected = embed.collect_scans([totalsegmentator_dir])
-    assert totalsegmentator_dir / "example_ct_dicom" in collected
-    assert totalsegmentator_dir / "aorta_report" / "ct_cropped.nii.gz" in collected
-    assert totalsegmentator_dir / "LICENSE" not in collected
+def test_embed_and_pretrain_find_the_same_scans(
+    totalsegmentator_dir: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    # One finder serves both commands (eva_coralbay.data.scans); paths come back resolved.
+    shared = totalsegmentator_dir.resolve()
+    assert find_scans([totalsegmentator_dir / "example_ct_dicom"]) == [shared / "example_ct_dicom"]
+    collected = find_scans([totalsegmentator_dir])
+    assert shared / "example_ct_dicom" in collected
+    assert shared / "aorta_report" / "ct_cropped.nii.gz" in collected
+    assert shared / "LICENSE" not in collected
     (tmp_path / "empty").mkdir()
     with pytest.raises(ScanReadError, match="holds no scans"):
-        embed.collect_scans([tmp_path / "empty"])
+        find_scans([tmp_path / "empty"])
     with pytest.raises(ScanReadError, match="no such file"):
-        embed.collect_scans([tmp_path / "absent.nii.gz"])
+        find_scans([tmp_path / "absent.nii.gz"])
 
 
 def test_write_table_is_atomic_and_refuses_to_overwrite(tmp_path: pathlib.Path) -> None:

@@ -93,7 +93,7 @@ def test_pretrain_errors_name_the_bad_input(
     common = ["pretrain", "--config", str(SMOKE), "--output", str(tmp_path / "run")]
 
     assert cli.main([*common, "--data", str(tmp_path / "empty")]) == 2
-    assert "no CT scans found" in capsys.readouterr().err
+    assert "empty: holds no scans" in capsys.readouterr().err  # names the folder
     assert cli.main([*common, "--data", str(broken)]) == 2
     assert "broken.nii.gz" in capsys.readouterr().err
     assert cli.main([*common, "--set", "optim.learning_rate=1"]) == 2

@@ -8,8 +8,9 @@ import pytest
 
 from eva_coralbay.data.profile import CORALBAY_PROFILE
 from eva_coralbay.data.readers import ScanReadError
+from eva_coralbay.data.scans import find_scans
 from eva_coralbay.pretraining import scans
-from eva_coralbay.pretraining.scans import ScanError, ScanStore, find_scans
+from eva_coralbay.pretraining.scans import ScanError, ScanStore
 
 PROFILE = CORALBAY_PROFILE
 
@@ -53,11 +54,16 @@ def test_find_scans_names_what_is_missing_or_empty(tmp_path: pathlib.Path) -> No
         find_scans([tmp_path / "missing.nii.gz"])
     with pytest.raises(FileNotFoundError, match=r"\*.nrrd"):
         find_scans([str(tmp_path / "*.nrrd")])
-    with pytest.raises(ValueError, match=r"no pretraining data"):
-        find_scans([])
+    assert find_scans([]) == []
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match=r"no CT scans found"):
+    with pytest.raises(ValueError, match=r"empty: holds no scans"):
         find_scans([tmp_path / "empty"])
+    (tmp_path / "slice.dcm").write_bytes(b"\0" * 128 + b"DICM")
+    with pytest.raises(ValueError, match=r"slice.dcm: a single DICOM file is one 2D slice"):
+        find_scans([tmp_path / "slice.dcm"])
+    (tmp_path / "notes.md").write_text("not a scan")
+    with pytest.raises(ValueError, match=r"notes.md: unsupported file type"):
+        find_scans([tmp_path / "notes.md"])
     pd.DataFrame({"file": ["a.nii.gz"]}).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(ValueError, match=r"bad.csv.*'path' column"):
         find_scans([tmp_path / "bad.csv"])
