@@ -2,6 +2,8 @@
 
 import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -11,6 +13,21 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_python(code: str) -> str:
+    """Runs `code` in a fresh interpreter with this checkout importable; returns its stdout.
+
+    For what one process cannot show about itself: what an import loads or changes.
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY_ROOT)},
+    )
+    return result.stdout
 
 
 def _shared_data_dir() -> pathlib.Path:

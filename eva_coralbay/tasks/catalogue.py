@@ -19,6 +19,21 @@ _MEDMNIST_CITATION = (
     "image classification, Scientific Data 10, 41 (2023)"
 )
 
+
+def _msd(task_id: str, task: str, **facts: object) -> Benchmark:
+    """A Medical Segmentation Decathlon task: the facts all ten share, and its own."""
+    return Benchmark(
+        id=task_id,
+        title=f"Medical Segmentation Decathlon {task}",
+        type="segmentation",
+        homepage=_MSD_HOMEPAGE,
+        license=_MSD_LICENSE,
+        citation=_MSD_CITATION,
+        config=f"radiology/online/segmentation/{task_id}.yaml",
+        **facts,  # type: ignore[arg-type]
+    )
+
+
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         id="btcv",
@@ -102,14 +117,10 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         adapter="LiTS17",
         config="radiology/online/segmentation/lits17.yaml",
     ),
-    Benchmark(
-        id="msd_task7_pancreas",
-        title="Medical Segmentation Decathlon Task07 Pancreas",
+    _msd(
+        task_id="msd_task7_pancreas",
+        task="Task07 Pancreas",
         display_name="MSD Pancreas",
-        type="segmentation",
-        homepage=_MSD_HOMEPAGE,
-        license=_MSD_LICENSE,
-        citation=_MSD_CITATION,
         split_source=(
             "eva's MSDTask7Pancreas "
             "(eva/vision/data/datasets/segmentation/metadata/_msd_task7_pancreas.py, "
@@ -120,9 +131,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         native_classes=("background", "pancreas", "cancer"),
         expected_cases=(("train", 257), ("val", 24)),
         image_sources=("msd_pancreas",),
-        eva_datasets=("MSDTask7Pancreas",),
         adapter="MSDPancreas",
-        config="radiology/online/segmentation/msd_task7_pancreas.yaml",
+        eva_datasets=("MSDTask7Pancreas",),
     ),
     Benchmark(
         id="totalsegmentator_v2",
@@ -353,14 +363,10 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         ),
         image_sources=("chaos",),
     ),
-    Benchmark(
-        id="msd_task3_liver",
-        title="Medical Segmentation Decathlon Task03 Liver",
+    _msd(
+        task_id="msd_task3_liver",
+        task="Task03 Liver",
         display_name="MSD Liver",
-        type="segmentation",
-        homepage=_MSD_HOMEPAGE,
-        license=_MSD_LICENSE,
-        citation=_MSD_CITATION,
         split_source=(
             "VoCo's dataset_lits.json (github.com/Luffy03/Large-Scale-Medical, "
             "Downstream/monai/LiTs/dataset_lits.json, written for these liver_N "
@@ -371,16 +377,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         expected_cases=(("train", 108), ("val", 23)),
         image_sources=("lits",),
         adapter="MSDLiver",
-        config="radiology/online/segmentation/msd_task3_liver.yaml",
     ),
-    Benchmark(
-        id="msd_task6_lung",
-        title="Medical Segmentation Decathlon Task06 Lung",
+    _msd(
+        task_id="msd_task6_lung",
+        task="Task06 Lung",
         display_name="MSD Lung",
-        type="segmentation",
-        homepage=_MSD_HOMEPAGE,
-        license=_MSD_LICENSE,
-        citation=_MSD_CITATION,
         split_source=(
             "VoCo's dataset_MSD_Lung.json (github.com/Luffy03/Large-Scale-Medical, "
             "Downstream/monai/Lung/dataset_MSD_Lung.json): 13 validation cases, the "
@@ -391,16 +392,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         expected_cases=(("train", 50), ("val", 13)),
         image_sources=("msd_lung",),
         adapter="MSDLung",
-        config="radiology/online/segmentation/msd_task6_lung.yaml",
     ),
-    Benchmark(
-        id="msd_task8_hepatic_vessel",
-        title="Medical Segmentation Decathlon Task08 Hepatic Vessel",
+    _msd(
+        task_id="msd_task8_hepatic_vessel",
+        task="Task08 Hepatic Vessel",
         display_name="MSD Hepatic Vessel",
-        type="segmentation",
-        homepage=_MSD_HOMEPAGE,
-        license=_MSD_LICENSE,
-        citation=_MSD_CITATION,
         split_source=(
             "VoCo's vessel.json (github.com/Luffy03/Large-Scale-Medical, "
             "Downstream/monai/Vessel/vessel.json): 61 validation cases, the other 242"
@@ -411,35 +407,26 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         expected_cases=(("train", 242), ("val", 61)),
         image_sources=("msd_hepatic_vessel",),
         adapter="MSDHepaticVessel",
-        config="radiology/online/segmentation/msd_task8_hepatic_vessel.yaml",
     ),
-    Benchmark(
-        id="msd_task9_spleen",
-        title="Medical Segmentation Decathlon Task09 Spleen",
+    _msd(
+        task_id="msd_task9_spleen",
+        task="Task09 Spleen",
         display_name="MSD Spleen",
-        type="segmentation",
-        homepage=_MSD_HOMEPAGE,
-        license=_MSD_LICENSE,
-        citation=_MSD_CITATION,
         split_source=(
             "VoCo's spleen.json (github.com/Luffy03/Large-Scale-Medical, "
             "Downstream/monai/Spleen/spleen.json): 9 validation cases, the other 32 "
             "train"
         ),
         classes=("background", "spleen"),
+        native_classes=(),
         expected_cases=(("train", 32), ("val", 9)),
         image_sources=("msd_spleen",),
         adapter="MSDSpleen",
-        config="radiology/online/segmentation/msd_task9_spleen.yaml",
     ),
-    Benchmark(
-        id="msd_task10_colon",
-        title="Medical Segmentation Decathlon Task10 Colon",
+    _msd(
+        task_id="msd_task10_colon",
+        task="Task10 Colon",
         display_name="MSD Colon",
-        type="segmentation",
-        homepage=_MSD_HOMEPAGE,
-        license=_MSD_LICENSE,
-        citation=_MSD_CITATION,
         split_source=(
             "VoCo's colon.json (github.com/Luffy03/Large-Scale-Medical, "
             "Downstream/monai/Colon/colon.json): 26 validation cases, the other 100 "
@@ -450,7 +437,6 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         expected_cases=(("train", 100), ("val", 26)),
         image_sources=("msd_colon",),
         adapter="MSDColon",
-        config="radiology/online/segmentation/msd_task10_colon.yaml",
     ),
     Benchmark(
         id="organmnist",

@@ -1,16 +1,13 @@
 import json
 import math
-import os
 import pathlib
 import statistics
-import subprocess
-import sys
 
 import pytest
 from eva.core.trainers import _recorder
 
 from eva_coralbay.evaluation import NanSafeResults
-from tests.conftest import REPOSITORY_ROOT
+from tests.conftest import run_python
 
 
 @pytest.fixture(autouse=True)
@@ -72,11 +69,4 @@ def test_only_the_listed_callback_changes_evas_recorder() -> None:
         "evaluation.NanSafeResults()\n"
         "print(_recorder._calculate_statistics is original)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(REPOSITORY_ROOT)},
-    )
-    assert result.stdout.split() == ["True", "False"]
+    assert run_python(code).split() == ["True", "False"]

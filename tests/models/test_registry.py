@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import importlib
-import os
 import pathlib
-import subprocess
 import sys
 
 import pytest
@@ -17,6 +15,7 @@ import eva_coralbay.models
 from eva_coralbay.models import registry, weights
 from eva_coralbay.models.checkpoint_layouts import CheckpointError
 from eva_coralbay.models.config import EncoderConfig
+from tests.conftest import run_python
 from tests.evaluation import eva_runs
 from tests.models import swinunetr_checkpoints as checkpoints
 from tests.models.hub_cache import use_offline_hub_cache
@@ -149,15 +148,7 @@ def test_eva_print_config_accepts_the_plugin_encoder(
 def test_importing_the_torch_free_modules_stays_light(module: str) -> None:
     code = f"import sys, {module}; print(','.join(m for m in ('torch', 'eva') if m in sys.modules))"
 
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(REPOSITORY_ROOT)},
-    )
-
-    assert result.stdout.strip() == ""
+    assert run_python(code).strip() == ""
 
 
 def test_save_and_register_round_trip_through_the_registry(tmp_path: pathlib.Path) -> None:
