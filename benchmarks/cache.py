@@ -51,7 +51,7 @@ def _build_dataset(root: Path, shared: Path) -> None:
     """A BTCV Synapse layout whose images are the real scans (symlinks) and labels derived."""
     import nibabel as nib
 
-    from eva_coralbay.data.adapters import layouts
+    from eva_coralbay.data.synthetic import layouts
 
     images = root / "RawData" / "Training" / "img"
     labels = root / "RawData" / "Training" / "label"

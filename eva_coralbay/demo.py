@@ -185,8 +185,7 @@ def write_phantom_benchmark(root: pathlib.Path, size: PhantomSet = TINY.phantoms
     unlabeled ones of other seeds for pretraining, 3 mm voxels, written once (an existing,
     complete dataset is reused as it is).
     """
-    from eva_coralbay.data import phantoms
-    from eva_coralbay.data.adapters import layouts
+    from eva_coralbay.data.synthetic import layouts, phantoms
 
     shape, spacing = size.shape, size.spacing
     benchmark = root / size.folder_name

@@ -8,8 +8,8 @@ import nibabel as nib
 import pytest
 
 from eva_coralbay.data import adapters
-from eva_coralbay.data.adapters import layouts
 from eva_coralbay.data.profile import PreprocessingProfile
+from eva_coralbay.data.synthetic import layouts
 
 FAST_PROFILE = PreprocessingProfile(spacing=(4.0, 4.0, 4.0))
 """CoralBay's orientation and window on a coarse grid, to keep the tests quick."""

@@ -19,9 +19,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from eva_coralbay.data import adapters
-from eva_coralbay.data.adapters.medmnist3d import write_npz
 from eva_coralbay.data.adapters.organ_patches import crop_padded
 from eva_coralbay.data.adapters.validation import DatasetValidationError
+from eva_coralbay.data.synthetic.medmnist import write_npz
 from tests.data.adapter_fixtures import FAST_PROFILE, NativeRoots, isolated_cache, native_roots
 
 __all__ = ["isolated_cache", "native_roots"]

@@ -24,8 +24,9 @@ from monai.apps.utils import check_hash
 from torchvision.transforms.v2 import Compose
 
 from eva_coralbay.data import adapters
-from eva_coralbay.data.adapters import base, download, kits23, layouts
+from eva_coralbay.data.adapters import base, download, kits23
 from eva_coralbay.data.adapters.validation import DatasetValidationError
+from eva_coralbay.data.synthetic import layouts
 from eva_coralbay.tasks import vocabulary
 from tests.data.adapter_fixtures import (
     FAST_PROFILE,

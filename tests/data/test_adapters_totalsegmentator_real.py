@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from eva_coralbay.data import adapters
-from eva_coralbay.data.adapters import layouts
 from eva_coralbay.data.profile import CORALBAY_PROFILE
 from eva_coralbay.data.readers import read_label, read_scan
+from eva_coralbay.data.synthetic import layouts
 from tests.data.adapter_fixtures import isolated_cache, load_nifti
 
 __all__ = ["isolated_cache"]  # a fixture: imported to be used

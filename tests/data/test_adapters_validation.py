@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from eva_coralbay.data import adapters
-from eva_coralbay.data.adapters import layouts, validation
+from eva_coralbay.data.adapters import validation
 from eva_coralbay.data.adapters.validation import DatasetValidationError
+from eva_coralbay.data.synthetic import layouts
 from tests.data.adapter_fixtures import fresh_layout, isolated_cache, load_nifti
 
 __all__ = ["isolated_cache"]  # a fixture: imported to be used

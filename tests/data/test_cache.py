@@ -18,8 +18,8 @@ import pytest
 
 from eva_coralbay import _io, cli
 from eva_coralbay.data import adapters, cache
-from eva_coralbay.data.adapters import layouts
 from eva_coralbay.data.profile import PreprocessingProfile
+from eva_coralbay.data.synthetic import layouts
 from tests.data.adapter_fixtures import (
     FAST_PROFILE,
     NativeRoots,

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from eva_coralbay.data import adapters
-from eva_coralbay.data.adapters import layouts
 from eva_coralbay.data.adapters.decathlon_format import canonical_names, case_id_of
+from eva_coralbay.data.synthetic import layouts
 from tests.data.adapter_fixtures import isolated_cache, load_nifti
 
 __all__ = ["isolated_cache"]  # a fixture: imported to be used

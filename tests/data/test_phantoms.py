@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from eva_coralbay.data.phantoms import ORGANS, make_phantom
+from eva_coralbay.data.synthetic.phantoms import ORGANS, make_phantom
 
 
 @pytest.fixture(scope="module")

@@ -24,10 +24,11 @@ from torch import nn
 from torchmetrics.functional.classification import binary_accuracy, multiclass_accuracy
 
 from eva_coralbay.data import adapters
-from eva_coralbay.data.adapters import layouts
-from eva_coralbay.data.adapters.medmnist3d import MedMNIST3D, write_npz
+from eva_coralbay.data.adapters.medmnist3d import MedMNIST3D
 from eva_coralbay.data.cache import preprocess
 from eva_coralbay.data.profile import PreprocessingProfile
+from eva_coralbay.data.synthetic import layouts
+from eva_coralbay.data.synthetic.medmnist import write_npz
 from eva_coralbay.leaderboard import eva_run, protocol, submit, tasks
 from tests.conftest import REPOSITORY_ROOT
 from tests.data.adapter_fixtures import NativeRoots, load_nifti, native_roots

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -226,14 +226,3 @@ class NoduleMNIST3D(MedMNIST3D):
     flag: ClassVar[str] = "nodulemnist3d"
     task_id: ClassVar[str] = "nodulemnist"
     title: ClassVar[str] = tasks.CATALOGUE["nodulemnist"].title
-
-
-def write_npz(path: Path, splits: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]]) -> Path:
-    """Writes a MedMNIST-layout .npz (`<split>_images`, `<split>_labels` of shape (N, 1))."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, Any] = {}
-    for split, (images, labels) in splits.items():
-        arrays[f"{split}_images"] = np.asarray(images, dtype=np.uint8)
-        arrays[f"{split}_labels"] = np.asarray(labels).reshape(-1, 1)
-    np.savez_compressed(path, **arrays)
-    return path

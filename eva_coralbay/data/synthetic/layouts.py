@@ -2,7 +2,7 @@
 
 Tests and the demo use them to get a dataset every adapter reads exactly as it reads the real
 release: the same folder structure, file names, per-class mask files and metadata files
-(dataset.json, meta.csv). The scans are `eva_coralbay.data.phantoms` torsos, so everything is
+(dataset.json, meta.csv). The scans are `phantoms` torsos (beside this module), so everything is
 deterministic; their labels are mapped onto each benchmark's own label ids (see `label_plan`).
 Axis orientations differ between benchmarks on purpose, to exercise the standardisation.
 """
@@ -20,7 +20,6 @@ import numpy as np
 import numpy.typing as npt
 from nibabel import orientations
 
-from eva_coralbay.data import phantoms
 from eva_coralbay.data.adapters import (
     _msd,
     amos22,
@@ -32,6 +31,7 @@ from eva_coralbay.data.adapters import (
     totalsegmentator_v2,
     word,
 )
+from eva_coralbay.data.synthetic import phantoms
 
 DEFAULT_SHAPE = (40, 32, 28)
 DEFAULT_SPACING = 5.0
@@ -399,7 +399,7 @@ def write_decathlon_format(
     write_cases(files, PHANTOM_CLASSES, shape, spacing)
     dataset_json = {
         "name": name,
-        "description": "synthetic torso phantoms (eva_coralbay.data.phantoms)",
+        "description": "synthetic torso phantoms (eva_coralbay.data.synthetic.phantoms)",
         "tensorImageSize": "3D",
         "modality": {"0": "CT"},
         "labels": {str(i): label for i, label in enumerate(PHANTOM_CLASSES)},
