@@ -20,7 +20,7 @@ _MEDMNIST_CITATION = (
 )
 
 
-def _msd(task_id: str, task: str, **facts: object) -> Benchmark:
+def msd(task_id: str, task: str, **facts: object) -> Benchmark:
     """A Medical Segmentation Decathlon task: the facts all ten share, and its own."""
     return Benchmark(
         id=task_id,
@@ -117,7 +117,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         adapter="LiTS17",
         config="radiology/online/segmentation/lits17.yaml",
     ),
-    _msd(
+    msd(
         task_id="msd_task7_pancreas",
         task="Task07 Pancreas",
         display_name="MSD Pancreas",
@@ -363,7 +363,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         ),
         image_sources=("chaos",),
     ),
-    _msd(
+    msd(
         task_id="msd_task3_liver",
         task="Task03 Liver",
         display_name="MSD Liver",
@@ -378,7 +378,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         image_sources=("lits",),
         adapter="MSDLiver",
     ),
-    _msd(
+    msd(
         task_id="msd_task6_lung",
         task="Task06 Lung",
         display_name="MSD Lung",
@@ -393,7 +393,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         image_sources=("msd_lung",),
         adapter="MSDLung",
     ),
-    _msd(
+    msd(
         task_id="msd_task8_hepatic_vessel",
         task="Task08 Hepatic Vessel",
         display_name="MSD Hepatic Vessel",
@@ -408,7 +408,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         image_sources=("msd_hepatic_vessel",),
         adapter="MSDHepaticVessel",
     ),
-    _msd(
+    msd(
         task_id="msd_task9_spleen",
         task="Task09 Spleen",
         display_name="MSD Spleen",
@@ -423,7 +423,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         image_sources=("msd_spleen",),
         adapter="MSDSpleen",
     ),
-    _msd(
+    msd(
         task_id="msd_task10_colon",
         task="Task10 Colon",
         display_name="MSD Colon",

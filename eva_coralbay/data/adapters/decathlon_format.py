@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from eva_coralbay.data.adapters import _msd, base
+from eva_coralbay.data.adapters import base
 from eva_coralbay.data.adapters.validation import LabelPart, Problem
 from eva_coralbay.tasks import vocabulary
 
@@ -295,7 +295,7 @@ def _read_json(path: Path) -> Any:
 
 def _native_names(dataset_json: Any, path: Path) -> list[str]:
     try:
-        names = _msd._label_names(dataset_json)
+        names = label_names(dataset_json)
         ids = _label_ids(dataset_json["labels"])
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise ValueError(
@@ -319,3 +319,11 @@ def _cache_key(task_dir: Path) -> str:
     """A cache folder name unique to this dataset: its folder name and a digest of its path."""
     digest = hashlib.sha256(str(task_dir.resolve()).encode()).hexdigest()[:8]
     return f"decathlon_format-{normalise_name(task_dir.name) or 'dataset'}-{digest}"
+
+
+def label_names(dataset_json: dict[str, Any]) -> list[str]:
+    """Label names in id order, from the Decathlon ({"0": "background"}) or nnU-Net v2 form."""
+    labels = dataset_json["labels"]
+    if all(isinstance(value, int) for value in labels.values()):
+        return [name for name, _ in sorted(labels.items(), key=lambda item: item[1])]
+    return [labels[key] for key in sorted(labels, key=int)]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from eva_coralbay.data.adapters import _msd, download
+from eva_coralbay.data.adapters import download, msd
 
 
-class MSDColon(_msd.MSDAdapter):
+class MSDColon(msd.MSDAdapter):
     """Decathlon Task10 Colon: 126 labelled CT scans; split 100 train / 26 val."""
 
     task_id: ClassVar[str] = "msd_task10_colon"
@@ -18,5 +18,5 @@ class MSDColon(_msd.MSDAdapter):
         {8, 27, 30, 33, 41, 42, 61, 74, 75, 88, 91, 92, 95, 102, 111, 115, 118, 124, 127, 154, 161,
          162, 165, 166, 169, 187}
     )  # fmt: skip
-    resources: ClassVar[tuple[download.Resource, ...]] = (_msd.msd_resource("Task10_Colon"),)
-    manual_download: ClassVar[str] = _msd.manual_steps("Task10_Colon")
+    resources: ClassVar[tuple[download.Resource, ...]] = (msd.msd_resource("Task10_Colon"),)
+    manual_download: ClassVar[str] = msd.manual_steps("Task10_Colon")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from eva_coralbay.data.adapters import _msd, download
+from eva_coralbay.data.adapters import download, msd
 
 LITS_VAL_IDS = frozenset(
     {2, 3, 14, 16, 17, 48, 49, 51, 57, 65, 67, 70, 74, 81, 85, 92, 99, 100, 101, 103, 116, 123, 126}
@@ -13,7 +13,7 @@ LITS_VAL_IDS = frozenset(
 (and equals eva's LiTS17 validation split)."""
 
 
-class MSDLiver(_msd.MSDAdapter):
+class MSDLiver(msd.MSDAdapter):
     """Decathlon Task03 Liver: 131 labelled CT scans; split 108 train / 23 val."""
 
     task_id: ClassVar[str] = "msd_task3_liver"
@@ -21,5 +21,5 @@ class MSDLiver(_msd.MSDAdapter):
     nnunet_task: ClassVar[str] = "Dataset003_Liver"
     case_format: ClassVar[str] = "liver_{}"
     val_ids: ClassVar[frozenset[int]] = LITS_VAL_IDS
-    resources: ClassVar[tuple[download.Resource, ...]] = (_msd.msd_resource("Task03_Liver"),)
-    manual_download: ClassVar[str] = _msd.manual_steps("Task03_Liver")
+    resources: ClassVar[tuple[download.Resource, ...]] = (msd.msd_resource("Task03_Liver"),)
+    manual_download: ClassVar[str] = msd.manual_steps("Task03_Liver")

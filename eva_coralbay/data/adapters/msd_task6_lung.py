@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from eva_coralbay.data.adapters import _msd, download
+from eva_coralbay.data.adapters import download, msd
 
 
-class MSDLung(_msd.MSDAdapter):
+class MSDLung(msd.MSDAdapter):
     """Decathlon Task06 Lung: 63 labelled CT scans; split 50 train / 13 val."""
 
     task_id: ClassVar[str] = "msd_task6_lung"
@@ -17,5 +17,5 @@ class MSDLung(_msd.MSDAdapter):
     val_ids: ClassVar[frozenset[int]] = frozenset(
         {6, 10, 33, 34, 41, 42, 46, 48, 59, 65, 66, 70, 79}
     )
-    resources: ClassVar[tuple[download.Resource, ...]] = (_msd.msd_resource("Task06_Lung"),)
-    manual_download: ClassVar[str] = _msd.manual_steps("Task06_Lung")
+    resources: ClassVar[tuple[download.Resource, ...]] = (msd.msd_resource("Task06_Lung"),)
+    manual_download: ClassVar[str] = msd.manual_steps("Task06_Lung")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from eva_coralbay.data.adapters import _msd, download
+from eva_coralbay.data.adapters import download, msd
 
 
-class MSDPancreas(_msd.MSDAdapter):
+class MSDPancreas(msd.MSDAdapter):
     """Decathlon Task07 Pancreas: 281 labelled CT scans; split 257 train / 24 val."""
 
     task_id: ClassVar[str] = "msd_task7_pancreas"
@@ -18,5 +18,5 @@ class MSDPancreas(_msd.MSDAdapter):
         {12, 19, 25, 32, 35, 40, 43, 45, 69, 87, 88, 94, 96, 100, 101, 102, 120, 125, 131, 135,
          155, 183, 198, 199}
     )  # fmt: skip
-    resources: ClassVar[tuple[download.Resource, ...]] = (_msd.msd_resource("Task07_Pancreas"),)
-    manual_download: ClassVar[str] = _msd.manual_steps("Task07_Pancreas")
+    resources: ClassVar[tuple[download.Resource, ...]] = (msd.msd_resource("Task07_Pancreas"),)
+    manual_download: ClassVar[str] = msd.manual_steps("Task07_Pancreas")

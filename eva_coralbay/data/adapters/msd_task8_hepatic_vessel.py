@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from eva_coralbay.data.adapters import _msd, download
+from eva_coralbay.data.adapters import download, msd
 
 
-class MSDHepaticVessel(_msd.MSDAdapter):
+class MSDHepaticVessel(msd.MSDAdapter):
     """Decathlon Task08 Hepatic Vessel: 303 labelled CT scans; split 242 train / 61 val."""
 
     task_id: ClassVar[str] = "msd_task8_hepatic_vessel"
@@ -20,7 +20,5 @@ class MSDHepaticVessel(_msd.MSDAdapter):
          269, 270, 272, 274, 275, 282, 309, 329, 333, 358, 359, 361, 363, 368, 375, 422, 424, 437,
          441, 444, 445, 458}
     )  # fmt: skip
-    resources: ClassVar[tuple[download.Resource, ...]] = (
-        _msd.msd_resource("Task08_HepaticVessel"),
-    )
-    manual_download: ClassVar[str] = _msd.manual_steps("Task08_HepaticVessel")
+    resources: ClassVar[tuple[download.Resource, ...]] = (msd.msd_resource("Task08_HepaticVessel"),)
+    manual_download: ClassVar[str] = msd.manual_steps("Task08_HepaticVessel")

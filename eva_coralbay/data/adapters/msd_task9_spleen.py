@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from eva_coralbay.data.adapters import _msd, download
+from eva_coralbay.data.adapters import download, msd
 
 
-class MSDSpleen(_msd.MSDAdapter):
+class MSDSpleen(msd.MSDAdapter):
     """Decathlon Task09 Spleen: 41 labelled CT scans; split 32 train / 9 val."""
 
     task_id: ClassVar[str] = "msd_task9_spleen"
@@ -15,5 +15,5 @@ class MSDSpleen(_msd.MSDAdapter):
     nnunet_task: ClassVar[str] = "Dataset009_Spleen"
     case_format: ClassVar[str] = "spleen_{}"
     val_ids: ClassVar[frozenset[int]] = frozenset({10, 13, 14, 17, 31, 33, 44, 47, 56})
-    resources: ClassVar[tuple[download.Resource, ...]] = (_msd.msd_resource("Task09_Spleen"),)
-    manual_download: ClassVar[str] = _msd.manual_steps("Task09_Spleen")
+    resources: ClassVar[tuple[download.Resource, ...]] = (msd.msd_resource("Task09_Spleen"),)
+    manual_download: ClassVar[str] = msd.manual_steps("Task09_Spleen")

@@ -21,13 +21,13 @@ import numpy.typing as npt
 from nibabel import orientations
 
 from eva_coralbay.data.adapters import (
-    _msd,
     amos22,
     base,
     btcv,
     flare22,
     kits23,
     lits17,
+    msd,
     totalsegmentator_v2,
     word,
 )
@@ -196,7 +196,7 @@ MSD_EXAMPLE_CASES = {
 
 
 def write_msd(
-    adapter: type[_msd.MSDAdapter],
+    adapter: type[msd.MSDAdapter],
     root: Path,
     shape: tuple[int, int, int] = DEFAULT_SHAPE,
     spacing: float = DEFAULT_SPACING,
@@ -416,7 +416,7 @@ def write_decathlon_format(
 
 def writer_for(adapter: type[base.SegmentationAdapter]) -> Callable[..., Path]:
     """The layout writer of an adapter class: `writer(root, shape=..., spacing=...) -> root`."""
-    if issubclass(adapter, _msd.MSDAdapter):
+    if issubclass(adapter, msd.MSDAdapter):
         return lambda root, **kwargs: write_msd(adapter, root, **kwargs)
     writers: dict[type[base.SegmentationAdapter], Callable[..., Path]] = {
         btcv.BTCV: write_btcv,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from monai.apps.datasets import DecathlonDataset
 
-from eva_coralbay.data.adapters import base, download
+from eva_coralbay.data.adapters import base, decathlon_format, download
 from eva_coralbay.data.adapters.validation import Problem
 
 MSD_HOMEPAGE = "http://medicaldecathlon.com/"
@@ -87,7 +87,7 @@ class MSDAdapter(base.SegmentationAdapter):
         if not path.is_file():
             return [Problem(str(path), "missing: every Decathlon task ships a dataset.json")]
         try:
-            labels = _label_names(json.loads(path.read_text()))
+            labels = decathlon_format.label_names(json.loads(path.read_text()))
         except (ValueError, KeyError, TypeError) as error:
             return [Problem(str(path), f"not a Decathlon dataset.json ({error})")]
         if len(labels) != len(self.native_classes):
@@ -118,11 +118,3 @@ class MSDAdapter(base.SegmentationAdapter):
             if match and not name.startswith("."):
                 numbers.append(int(match.group(1)))
         return numbers
-
-
-def _label_names(dataset_json: dict[str, Any]) -> list[str]:
-    """Label names in id order, from the Decathlon ({"0": "background"}) or nnU-Net v2 form."""
-    labels = dataset_json["labels"]
-    if all(isinstance(value, int) for value in labels.values()):
-        return [name for name, _ in sorted(labels.items(), key=lambda item: item[1])]
-    return [labels[key] for key in sorted(labels, key=int)]
