@@ -44,6 +44,13 @@ memory, while keeping the op count low (each op is a parallel region, and many s
 stall badly when other processes compete for the cores)."""
 
 
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype matrix products on `x` run in: autocast's where it is on, else `x`'s own."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
 class WindowAttention(nn.Module):
     """Window attention parameters with MONAI's names: bias table, its index, qkv and proj."""
 
@@ -118,17 +125,18 @@ class SwinBlock(nn.Module):
         batch, depth, height, width, channels = x.shape
         window, shift = windows.get_window_size((depth, height, width), WINDOW_SIZE, self.shift)
         n = window[0] * window[1] * window[2]
+        dtype = compute_dtype(x)
         layout = windows.window_layout(
             batch,
             (depth, height, width),
             window,  # type: ignore[arg-type]
             shift,  # type: ignore[arg-type]
             x.device,
-            x.dtype,
+            dtype,
             max(1, _CHUNK_ELEMENTS // (4 * channels * n)),
         )
         tokens = x.reshape(-1, channels)
-        masks = self.attn.masks(layout, x.dtype)
+        masks = self.attn.masks(layout, dtype)
         if torch.is_grad_enabled() and (
             x.requires_grad or any(p.requires_grad for p in self.parameters())
         ):
@@ -176,14 +184,19 @@ class SwinBlock(nn.Module):
             )
             attended = attended.transpose(1, 2).reshape(-1, channels)
             update = self.attn.proj(attended.index_select(0, chunk.valid_rows))
-            # index_copy_, not index_add_: the latter stalls for ~100 ms a call with two threads.
-            update.add_(tokens.index_select(0, chunk.targets))
-            result.index_copy_(0, chunk.targets, update)
+            # The residual is added into the token dtype (under autocast `update` may be
+            # bfloat16 while the tokens are float32). index_copy_, not index_add_: the latter
+            # stalls for ~100 ms a call with two threads.
+            residual = tokens.index_select(0, chunk.targets).add_(update)
+            result.index_copy_(0, chunk.targets, residual)
         step = max(1, _CHUNK_ELEMENTS // (4 * channels))
         for first in range(0, result.shape[0], step):
             part = result[first : first + step]
             hidden = F.gelu(self.mlp.linear1(self.norm2(part)))
-            part.addmm_(hidden, self.mlp.linear2.weight.t()).add_(self.mlp.linear2.bias)
+            if hidden.dtype == part.dtype == self.mlp.linear2.weight.dtype:
+                part.addmm_(hidden, self.mlp.linear2.weight.t()).add_(self.mlp.linear2.bias)
+            else:  # autocast: the layer computes in its dtype, the sum stays in the tokens'
+                part.add_(self.mlp.linear2(hidden))
         return result
 
 

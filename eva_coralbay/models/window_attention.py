@@ -62,17 +62,20 @@ class _FlashWindowAttention(torch.autograd.Function):
         grad_qkv = torch.empty_like(qkv) if need_qkv else None
         grad_masks = torch.zeros_like(masks) if need_masks else None
         for index, (start, end) in enumerate(groups):
-            q, k, v = split_heads(qkv[start:end])
-            *grads, grad_mask = attention_backward(
-                q,
-                k,
-                v,
-                output[start:end].transpose(1, 2),
-                lses[index],
-                grad_output[start:end].transpose(1, 2),
-                masks[index : index + 1],
-                scale,
-            )
+            q, k, v = (part.float() for part in split_heads(qkv[start:end]))
+            # In float32 whatever the forward's dtype (bfloat16 under autocast): the recomputed
+            # probabilities and the mask gradient, summed over every window, need its precision.
+            with torch.autocast(qkv.device.type, enabled=False):
+                *grads, grad_mask = attention_backward(
+                    q,
+                    k,
+                    v,
+                    output[start:end].transpose(1, 2).float(),
+                    lses[index].float(),
+                    grad_output[start:end].transpose(1, 2).float(),
+                    masks[index : index + 1].float(),
+                    scale,
+                )
             if grad_qkv is not None:
                 target = grad_qkv[start:end]
                 for slot, grad in enumerate(grads):

@@ -90,6 +90,7 @@ class WindowLayout:
 
 
 @functools.lru_cache(maxsize=64)
+@torch.inference_mode(False)
 def window_layout(
     batch: int,
     spatial: tuple[int, int, int],
@@ -100,6 +101,9 @@ def window_layout(
     chunk_windows: int,
 ) -> WindowLayout:
     """Builds (once per shape, device and dtype) the gather/scatter maps of one block.
+
+    The maps are cached across calls, so they are built as normal tensors even inside
+    `torch.inference_mode`: inference tensors could not be used by a later training step.
 
     The cyclic shift, the padding up to whole windows and the window partition of MONAI's
     `SwinTransformerBlock` become one gather of token rows.
