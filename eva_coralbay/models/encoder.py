@@ -70,6 +70,7 @@ class CoralBayEncoder(nn.Module):
         inferer: Inferer | None = None,
         embeddings_type: EmbeddingsType = "multiscale",
         use_v2: bool = True,
+        drop_path_rate: float = 0.0,
     ) -> None:
         """Builds the encoder.
 
@@ -82,6 +83,8 @@ class CoralBayEncoder(nn.Module):
             embeddings_type: "multiscale" (24F pooled multi-scale features) or "head" (16F
                 pooled deepest map).
             use_v2: Whether each Swin stage starts with SwinUNETR-v2's residual conv block.
+            drop_path_rate: Stochastic depth of the last Swin block while training (a
+                pretraining setting, not part of the architecture's `config.json`).
         """
         super().__init__()
         self._config = EncoderConfig(
@@ -95,7 +98,7 @@ class CoralBayEncoder(nn.Module):
         self._inferer = inferer
         self._embeddings_type: EmbeddingsType = embeddings_type
 
-        self.swinViT = swin3d.SwinTransformer3D(in_channels, feature_size, use_v2)
+        self.swinViT = swin3d.SwinTransformer3D(in_channels, feature_size, use_v2, drop_path_rate)
         self.encoder1 = _unetr_block(in_channels, feature_size)
         self.encoder2 = _unetr_block(feature_size, feature_size)
         self.encoder3 = _unetr_block(2 * feature_size, 2 * feature_size)
@@ -110,7 +113,7 @@ class CoralBayEncoder(nn.Module):
         Args:
             config: The architecture (feature size, v1/v2, input channels).
             **kwargs: Further constructor arguments (`out_indices`, `inferer`,
-                `embeddings_type`).
+                `embeddings_type`, `drop_path_rate`).
         """
         encoder = cls(
             in_channels=config.in_channels,

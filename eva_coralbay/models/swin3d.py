@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from monai.networks.blocks import unetr_block
 from torch import nn
+from torchvision import ops
 from typing_extensions import override
 
 from eva_coralbay.models import conv_blocks, window_attention, windows
@@ -104,15 +105,18 @@ class MLPBlock(nn.Module):
 class SwinBlock(nn.Module):
     """One (optionally shifted) window-attention block on channels-last tokens."""
 
-    def __init__(self, dim: int, num_heads: int, shifted: bool) -> None:
+    def __init__(self, dim: int, num_heads: int, shifted: bool, drop_path: float = 0.0) -> None:
         """Creates the block.
 
         Args:
             dim: Token channels.
             num_heads: Attention heads.
             shifted: Whether the windows are shifted by half a window.
+            drop_path: Probability of skipping each residual branch for a whole sample while
+                training (stochastic depth); applied only where autograd runs.
         """
         super().__init__()
+        self.drop_path = drop_path
         self.shift = tuple(w // 2 for w in WINDOW_SIZE) if shifted else (0, 0, 0)
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention(dim, num_heads)
@@ -140,7 +144,7 @@ class SwinBlock(nn.Module):
         if torch.is_grad_enabled() and (
             x.requires_grad or any(p.requires_grad for p in self.parameters())
         ):
-            tokens = self._forward_differentiable(tokens, layout, masks)
+            tokens = self._forward_differentiable(tokens, layout, masks, batch)
         else:
             tokens = self._forward_inference(tokens, layout, masks)
         return tokens.view(x.shape)
@@ -158,15 +162,22 @@ class SwinBlock(nn.Module):
         return self.attn.qkv(rows).view(-1, n, 3, heads, rows.shape[-1] // heads)
 
     def _forward_differentiable(
-        self, tokens: torch.Tensor, layout: windows.WindowLayout, masks: torch.Tensor
+        self, tokens: torch.Tensor, layout: windows.WindowLayout, masks: torch.Tensor, batch: int
     ) -> torch.Tensor:
         """Whole-tensor path for autograd."""
         rows = self._normed_rows(windows.gather_window_rows(tokens, layout), layout.pad_rows)
         qkv = self._qkv(rows, layout.tokens_per_window)
         attended = window_attention.windowed_attention(qkv, masks, layout.groups, self.attn.scale)
         attended = windows.scatter_window_rows(attended.reshape(-1, tokens.shape[-1]), layout)
-        tokens = tokens + self.attn.proj(attended)
-        return tokens + self.mlp(self.norm2(tokens))
+        tokens = tokens + self._drop_path(self.attn.proj(attended), batch)
+        return tokens + self._drop_path(self.mlp(self.norm2(tokens)), batch)
+
+    def _drop_path(self, branch: torch.Tensor, batch: int) -> torch.Tensor:
+        """Stochastic depth on a residual branch of (B·N, C) rows: zeroed per sample."""
+        if not self.training or self.drop_path == 0.0:
+            return branch
+        per_sample = branch.view(batch, -1, branch.shape[-1])
+        return ops.stochastic_depth(per_sample, self.drop_path, "row", True).view_as(branch)
 
     def _forward_inference(
         self, tokens: torch.Tensor, layout: windows.WindowLayout, masks: torch.Tensor
@@ -240,17 +251,24 @@ class PatchMerging(nn.Module):
 class BasicLayer(nn.Module):
     """One stage: a regular and a shifted Swin block, then patch merging (MONAI's names)."""
 
-    def __init__(self, dim: int, depth: int, num_heads: int) -> None:
+    def __init__(
+        self, dim: int, depth: int, num_heads: int, drop_paths: Sequence[float] = ()
+    ) -> None:
         """Creates the stage.
 
         Args:
             dim: Token channels.
             depth: Number of blocks (alternating regular / shifted windows).
             num_heads: Attention heads.
+            drop_paths: Stochastic-depth rate of each block (none by default).
         """
         super().__init__()
+        rates = list(drop_paths) or [0.0] * depth
         self.blocks = nn.ModuleList(
-            [SwinBlock(dim, num_heads, shifted=index % 2 == 1) for index in range(depth)]
+            [
+                SwinBlock(dim, num_heads, shifted=index % 2 == 1, drop_path=rates[index])
+                for index in range(depth)
+            ]
         )
         self.downsample = PatchMerging(dim)
 
@@ -318,19 +336,36 @@ class SwinTransformer3D(nn.Module):
     no patch norm, no dropout; `use_v2` adds SwinUNETR-v2's residual conv block per stage.
     """
 
-    def __init__(self, in_channels: int = 1, feature_size: int = 48, use_v2: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        feature_size: int = 48,
+        use_v2: bool = True,
+        drop_path_rate: float = 0.0,
+    ) -> None:
         """Creates the transformer.
 
         Args:
             in_channels: Input channels.
             feature_size: Channels F of the first stage (2F, 4F, 8F, 16F after each merge).
             use_v2: Whether to add the residual conv block at the start of each stage.
+            drop_path_rate: Stochastic depth of the last block, rising linearly from 0 at the
+                first (Swin's schedule); 0 leaves the network exactly MONAI's.
         """
         super().__init__()
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         self.use_v2 = use_v2
         self.patch_embed = PatchEmbed(in_channels, feature_size)
+        rates = torch.linspace(0.0, drop_path_rate, sum(DEPTHS)).tolist()
+        starts = list(itertools.accumulate(DEPTHS, initial=0))
         stages = [
-            BasicLayer(feature_size * 2**index, DEPTHS[index], NUM_HEADS[index])
+            BasicLayer(
+                feature_size * 2**index,
+                DEPTHS[index],
+                NUM_HEADS[index],
+                rates[starts[index] : starts[index + 1]],
+            )
             for index in range(len(DEPTHS))
         ]
         self.layers1 = nn.ModuleList([stages[0]])

@@ -14,6 +14,19 @@ from omegaconf.errors import OmegaConfBaseException
 CROP_MULTIPLE = 32
 """Crop sides must be multiples of the encoder's total downsampling (patch 2, four mergings)."""
 
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
+"""Accepted `trainer.precision`: the teacher's EMA and the optimiser state stay in float32, so
+Lightning's "-true" half precisions (weights in 16 bits) are not offered."""
+
+LR_SCALINGS = ("linear", "sqrt", "none")
+"""Accepted `optim.lr_scaling`: how `optim.lr`, given at `optim.lr_reference_batch`, follows the
+global batch."""
+
+
+def _check_choice(key: str, value: Any, accepted: Sequence[str]) -> None:
+    if value not in accepted:
+        raise ValueError(f"{key} must be one of {', '.join(accepted)}; got {value!r}")
+
 
 @dataclasses.dataclass
 class ModelConfig:
@@ -27,6 +40,14 @@ class ModelConfig:
 
     in_channels: int = 1
     """Input channels (1 for CT)."""
+
+    drop_path_rate: float = 0.0
+    """The student's stochastic depth at the last Swin block (linear from 0 at the first);
+    the teacher never drops. 0 keeps the encoder exactly eva's SwinUNETR."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(f"model.drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
 
 
 @dataclasses.dataclass
@@ -103,7 +124,14 @@ class OptimConfig:
     """AdamW with per-step cosine schedules, the teacher's EMA and gradient handling."""
 
     lr: float = 5e-4
-    """Peak learning rate (reached after `warmup_steps`); not rescaled by the batch size."""
+    """Peak learning rate (reached after `warmup_steps`) at `lr_reference_batch`."""
+
+    lr_scaling: str = "linear"
+    """How the peak learning rate follows the global batch B (per-device batch x devices x
+    nodes): 'linear' lr·B/ref (DINO, DINOv2), 'sqrt' lr·sqrt(B/ref), 'none' lr as given."""
+
+    lr_reference_batch: int = 256
+    """The global batch `lr` is given for (DINO's 256)."""
 
     min_lr: float = 1e-6
     """Learning rate at the last step."""
@@ -128,6 +156,22 @@ class OptimConfig:
 
     freeze_last_layer_steps: int = 0
     """Steps during which the prototypes (head's last layer) receive no updates."""
+
+    def __post_init__(self) -> None:
+        _check_choice("optim.lr_scaling", self.lr_scaling, LR_SCALINGS)
+        if self.lr_reference_batch < 1:
+            raise ValueError(
+                f"optim.lr_reference_batch must be >= 1, got {self.lr_reference_batch}"
+            )
+
+    def peak_lr(self, global_batch: int) -> float:
+        """The peak learning rate at a global batch, by `lr_scaling`."""
+        ratio = global_batch / self.lr_reference_batch
+        if self.lr_scaling == "linear":
+            return self.lr * ratio
+        if self.lr_scaling == "sqrt":
+            return self.lr * math.sqrt(ratio)
+        return self.lr
 
 
 @dataclasses.dataclass
@@ -282,7 +326,8 @@ class TrainerConfig:
     """Lightning strategy ('ddp' for several devices; 'auto' picks it)."""
 
     precision: str = "auto"
-    """'auto' uses bf16 mixed precision on GPUs that support it and float32 elsewhere."""
+    """'auto' uses bf16 mixed precision on GPUs that support it and float32 elsewhere;
+    '32-true', 'bf16-mixed' (CPU too) and '16-mixed' (GPU) ask for one."""
 
     log_every_n_steps: int = 10
     """How often the loss and collapse signals are logged."""
@@ -295,6 +340,9 @@ class TrainerConfig:
 
     seed: int = 0
     """Seed of the weights' initialisation and of the crops."""
+
+    def __post_init__(self) -> None:
+        _check_choice("trainer.precision", self.precision, PRECISIONS)
 
 
 @dataclasses.dataclass

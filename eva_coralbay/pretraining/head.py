@@ -57,9 +57,15 @@ class DINOHead(nn.Module):
         return magnitude
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """Maps (B, in_dim) embeddings to (B, out_dim) prototype scores."""
-        bottleneck = nn.functional.normalize(self.mlp(embeddings), dim=-1, p=2)
-        return self.last_layer(bottleneck)
+        """Maps (B, in_dim) embeddings to (B, out_dim) float32 prototype scores.
+
+        The head runs in float32 even under autocast, as DINOv2 keeps its heads: the scores
+        are cosines divided by temperatures near 0.04, and a bfloat16 cosine (8 bits) would
+        put about 0.1 nat of noise on every logit.
+        """
+        with torch.autocast(embeddings.device.type, enabled=False):
+            bottleneck = nn.functional.normalize(self.mlp(embeddings.float()), dim=-1, p=2)
+            return self.last_layer(bottleneck)
 
 
 def _mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int, use_bn: bool) -> nn.Module:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from typing import Any
 
@@ -12,12 +13,22 @@ import torch.nn.functional as F
 from torch import nn
 from typing_extensions import override
 
+from eva_coralbay.models import swin3d
 from eva_coralbay.models.config import EncoderConfig
 from eva_coralbay.models.encoder import CoralBayEncoder
 from eva_coralbay.pretraining import losses
 from eva_coralbay.pretraining.config import PretrainConfig
 from eva_coralbay.pretraining.head import DINOHead
 from eva_coralbay.pretraining.schedules import CosineSchedule, LinearWarmup
+
+logger = logging.getLogger(__name__)
+
+NO_WEIGHT_DECAY_KEYWORDS = ("relative_position_bias_table",)
+"""Parameters never decayed besides biases and norms (Swin's `no_weight_decay_keywords`)."""
+
+LR_RULE_TOLERANCE = 4.0
+"""An unscaled learning rate used at a global batch this many times off its reference batch
+gets a warning."""
 
 
 class DINOBranch(nn.Module):
@@ -66,7 +77,9 @@ class DINOPretraining(L.LightningModule):
         )
         head = self.config.head
         self.student = DINOBranch(
-            CoralBayEncoder.from_config(self.encoder_config),
+            CoralBayEncoder.from_config(
+                self.encoder_config, drop_path_rate=self.config.model.drop_path_rate
+            ),
             DINOHead(
                 self.encoder_config.embedding_dim,
                 out_dim=head.out_dim,
@@ -79,6 +92,9 @@ class DINOPretraining(L.LightningModule):
         )
         self.teacher = copy.deepcopy(self.student)
         self.teacher.requires_grad_(False)
+        for block in self.teacher.modules():
+            if isinstance(block, swin3d.SwinBlock):
+                block.drop_path = 0.0  # the teacher always sees the whole network
         self.center = (
             losses.EMACenter(
                 head.out_dim, self.config.loss.center_momentum, self.config.loss.center_init
@@ -95,8 +111,9 @@ class DINOPretraining(L.LightningModule):
         if total is None or total <= 0:
             raise ValueError("pretraining needs trainer.max_steps > 0: the schedules span it")
         optim, loss = self.config.optim, self.config.loss
+        peak_lr = self._peak_lr()
         self._schedules = {
-            "lr": CosineSchedule(optim.lr, optim.min_lr, total, optim.warmup_steps),
+            "lr": CosineSchedule(peak_lr, optim.min_lr, total, optim.warmup_steps),
             "weight_decay": CosineSchedule(optim.weight_decay, optim.weight_decay_end, total),
             "momentum": CosineSchedule(optim.momentum_teacher, optim.momentum_teacher_end, total),
             "teacher_temp": LinearWarmup(
@@ -104,14 +121,42 @@ class DINOPretraining(L.LightningModule):
             ),
         }
 
+    def _peak_lr(self) -> float:
+        """The peak learning rate at this run's global batch, logged.
+
+        An unscaled rate used far from the batch it was given for gets a warning.
+        """
+        optim = self.config.optim
+        global_batch = self.config.data.batch_size * self.trainer.world_size
+        peak_lr = optim.peak_lr(global_batch)
+        logger.info(
+            f"peak learning rate {peak_lr:.3g}: optim.lr {optim.lr:.3g} at global batch "
+            f"{optim.lr_reference_batch}, scaled '{optim.lr_scaling}' to global batch "
+            f"{global_batch}"
+        )
+        ratio = global_batch / optim.lr_reference_batch
+        if optim.lr_scaling == "none" and not 1 / LR_RULE_TOLERANCE < ratio < LR_RULE_TOLERANCE:
+            logger.warning(
+                f"optim.lr {optim.lr:.3g} is used unscaled at global batch {global_batch}, "
+                f"{ratio:.3g}x its reference batch {optim.lr_reference_batch}: the linear rule "
+                f"would give {optim.lr * ratio:.3g}, the square-root rule "
+                f"{optim.lr * math.sqrt(ratio):.3g} (set optim.lr_scaling)"
+            )
+        return peak_lr
+
     @override
     def configure_optimizers(self) -> torch.optim.Optimizer:
         decayed, not_decayed = [], []
         for name, parameter in self.student.named_parameters():
             if not parameter.requires_grad:
                 continue
-            # DINO's rule: biases and norm scales (all 1-D parameters) are not decayed.
-            if name.endswith(".bias") or parameter.ndim <= 1:
+            # DINO's rule: biases and norm scales (all 1-D parameters) are not decayed; nor,
+            # as in Swin, the relative-position bias tables.
+            if (
+                name.endswith(".bias")
+                or parameter.ndim <= 1
+                or any(keyword in name for keyword in NO_WEIGHT_DECAY_KEYWORDS)
+            ):
                 not_decayed.append(parameter)
             else:
                 decayed.append(parameter)

@@ -298,3 +298,21 @@ def test_training_after_inference_mode_on_the_same_shape() -> None:
     outputs = ours(image)
     torch.stack([o.sum() for o in outputs]).sum().backward()
     assert _max_diff([o.detach() for o in outputs], expected) <= 1e-5
+
+
+def test_drop_path_acts_only_on_training_with_autograd() -> None:
+    reference, plain = _pair(12, True)
+    dropping = swin3d.SwinTransformer3D(feature_size=12, use_v2=True, drop_path_rate=0.5)
+    dropping.load_state_dict(plain.state_dict())
+    image = torch.randn(2, 1, 32, 32, 64, generator=torch.Generator().manual_seed(10))
+    with torch.no_grad():
+        expected = reference(image)
+        assert _max_diff(dropping.eval()(image), expected) <= 1e-4
+        assert _max_diff(dropping.train()(image), expected) <= 1e-4  # the teacher's path
+    torch.manual_seed(0)
+    dropped = [o.detach() for o in dropping.train()(image.clone().requires_grad_())]
+    assert _max_diff(dropped, expected) > 1e-2
+    # Whole samples skip a branch: the patch embedding (before any block) is untouched.
+    assert _max_diff(dropped[:1], expected[:1]) <= 1e-4
+    with pytest.raises(ValueError, match="drop_path_rate"):
+        swin3d.SwinTransformer3D(feature_size=12, drop_path_rate=1.0)

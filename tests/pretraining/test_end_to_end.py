@@ -26,7 +26,7 @@ def _metrics(output: pathlib.Path, version: int) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_smoke_config_pretrains_resumes_and_exports_a_loadable_encoder(
+def test_smoke_config_pretrains_in_bf16_resumes_and_exports_a_loadable_encoder(
     tmp_path: pathlib.Path, totalsegmentator_dir: pathlib.Path
 ) -> None:
     output = tmp_path / "run"
@@ -41,6 +41,8 @@ def test_smoke_config_pretrains_resumes_and_exports_a_loadable_encoder(
         str(output),
         "--set",
         "trainer.progress_bar=none",
+        # Mixed precision, as on every GPU: the checkpoints and the export stay float32.
+        "trainer.precision=bf16-mixed",
         "data.samples_per_epoch=4",
         "crops.num_local=1",
         f"data.cache_dir={tmp_path / 'cache'}",  # the resumed run reuses the standardised scans
@@ -69,6 +71,7 @@ def test_smoke_config_pretrains_resumes_and_exports_a_loadable_encoder(
     encoder = load_encoder(export)
     assert encoder.config.feature_size == 12
     for key, value in encoder.state_dict().items():
+        assert value.dtype == teacher[key].dtype, key  # float32 (int64 for the bias index)
         torch.testing.assert_close(value, teacher[key], rtol=0, atol=0, msg=key)
     from_registry = backbone_registry.get("radiology/coralbay")(checkpoint=str(export))
     # eva's own SwinUNETR encoder, given the teacher's weights, is the numerical peer.
@@ -98,6 +101,12 @@ def test_pretrain_errors_name_the_bad_input(
     assert "broken.nii.gz" in capsys.readouterr().err
     assert cli.main([*common, "--set", "optim.learning_rate=1"]) == 2
     assert "optim.learning_rate" in capsys.readouterr().err
+    assert cli.main([*common, "--set", "trainer.precision=fp16"]) == 2
+    assert "trainer.precision must be one of auto, 32-true, bf16-mixed, 16-mixed; got 'fp16'" in (
+        capsys.readouterr().err
+    )
+    assert cli.main([*common, "--set", "optim.lr_scaling=cubic"]) == 2
+    assert "optim.lr_scaling must be one of linear, sqrt, none" in capsys.readouterr().err
     assert cli.main(["export", str(broken), "--output", str(tmp_path / "x")]) == 2
     assert "broken.nii.gz" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

@@ -1,9 +1,12 @@
+import logging
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from eva_coralbay.pretraining.config import PretrainConfig
+from eva_coralbay.models import swin3d
+from eva_coralbay.pretraining.config import OptimConfig, PretrainConfig
 from eva_coralbay.pretraining.module import DINOPretraining, _collapse_signals
 
 
@@ -44,14 +47,66 @@ def test_update_teacher_is_an_exponential_moving_average() -> None:
         torch.testing.assert_close(parameter, 0.75 * before[name] + 0.25 * student[name])
 
 
-def test_biases_and_norms_are_not_decayed(module: DINOPretraining) -> None:
+def test_biases_norms_and_position_bias_tables_are_not_decayed(module: DINOPretraining) -> None:
     optimizer = module.configure_optimizers()
     decayed, not_decayed = optimizer.param_groups
     assert decayed["weight_decay"] > 0 and not_decayed["weight_decay"] == 0
-    assert all(parameter.ndim > 1 for parameter in decayed["params"])
-    assert all(parameter.ndim == 1 for parameter in not_decayed["params"])
+    names = {id(p): name for name, p in module.student.named_parameters()}
+    decayed_names = [names[id(p)] for p in decayed["params"]]
+    not_decayed_names = [names[id(p)] for p in not_decayed["params"]]
+    assert all(p.ndim > 1 for p in decayed["params"])
+    assert not any("relative_position_bias_table" in name for name in decayed_names)
+    tables = [name for name in not_decayed_names if "relative_position_bias_table" in name]
+    assert len(tables) == 8  # one per Swin block
+    assert all(
+        p.ndim == 1 or "relative_position_bias_table" in name
+        for p, name in zip(not_decayed["params"], not_decayed_names, strict=True)
+    )
     trainable = [p for p in module.student.parameters() if p.requires_grad]
     assert len(decayed["params"]) + len(not_decayed["params"]) == len(trainable)
+
+
+def test_only_the_student_drops_paths() -> None:
+    config = PretrainConfig.from_dict(
+        {
+            "model": {"feature_size": 12, "drop_path_rate": 0.2},
+            "head": {"hidden_dim": 8, "bottleneck_dim": 4},
+        }
+    )
+    module = DINOPretraining(config.to_dict())
+    rates = [b.drop_path for b in module.student.modules() if isinstance(b, swin3d.SwinBlock)]
+    assert rates == pytest.approx([0.2 * index / 7 for index in range(8)])  # Swin's linear rule
+    assert [b.drop_path for b in module.teacher.modules() if isinstance(b, swin3d.SwinBlock)] == [
+        0.0
+    ] * 8
+
+
+@pytest.mark.parametrize(
+    ("scaling", "expected"),
+    [("linear", 5e-4 * 32 / 256), ("sqrt", 5e-4 * 0.125**0.5), ("none", 5e-4)],
+)
+def test_peak_learning_rate_follows_the_global_batch(scaling: str, expected: float) -> None:
+    optim = OptimConfig(lr=5e-4, lr_scaling=scaling, lr_reference_batch=256)
+    assert optim.peak_lr(32) == pytest.approx(expected)
+
+
+def test_an_unscaled_rate_far_from_its_reference_batch_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = PretrainConfig.from_dict(
+        {
+            "model": {"feature_size": 12},
+            "head": {"hidden_dim": 8, "bottleneck_dim": 4},
+            "optim": {"lr": 5e-4, "lr_scaling": "none", "lr_reference_batch": 256},
+            "data": {"batch_size": 8},
+        }
+    )
+    module = DINOPretraining(config.to_dict())
+    module.trainer = SimpleNamespace(world_size=4)  # type: ignore[assignment]
+    with caplog.at_level(logging.INFO):
+        assert module._peak_lr() == 5e-4
+    assert "global batch 32, 0.125x its reference batch 256" in caplog.text
+    assert "the linear rule would give 6.25e-05" in caplog.text
 
 
 def test_prototypes_get_no_update_while_the_last_layer_is_frozen(module: DINOPretraining) -> None:
