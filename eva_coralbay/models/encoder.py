@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from monai.inferers.inferer import Inferer
 from monai.networks.blocks import unetr_block
 from torch import nn
@@ -40,6 +41,13 @@ def check_spatial_shape(shape: torch.Size | tuple[int, ...]) -> None:
             f"input shape {tuple(shape)}: spatial sizes must be multiples of {SIZE_MULTIPLE}; "
             + ", ".join(problems)
         )
+
+
+def upsample_mask(mask: torch.Tensor, factor: int) -> torch.Tensor:
+    """A (B, d, h, w) mask on a grid `factor` times finer along each axis."""
+    for dim in (1, 2, 3):
+        mask = mask.repeat_interleave(factor, dim=dim)
+    return mask
 
 
 def _unetr_block(in_channels: int, out_channels: int) -> unetr_block.UnetrBasicBlock:
@@ -147,10 +155,20 @@ class CoralBayEncoder(nn.Module):
             return 16 * self.feature_size
         return self._config.embedding_dim
 
-    def _forward_features(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+    def _forward_features(
+        self,
+        tensor: torch.Tensor,
+        token_mask: torch.Tensor | None = None,
+        mask_token: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
         """The six feature maps of one network pass (no inferer)."""
         check_spatial_shape(tensor.shape)
-        hidden_states = self.swinViT(tensor)
+        hidden_states = self.swinViT(tensor, token_mask=token_mask, mask_token=mask_token)
+        if token_mask is not None:
+            # The convolutional stem reads the voxels themselves: masked patches must be hidden
+            # from it too, or the masked tokens could be read back from enc0. They read as 0.
+            voxel_mask = upsample_mask(token_mask, swin3d.PATCH_SIZE)
+            tensor = tensor.masked_fill(voxel_mask.unsqueeze(1), 0.0)
         enc0 = run_unetr_block(self.encoder1, tensor)
         enc1 = run_unetr_block(self.encoder2, hidden_states[0])
         enc2 = run_unetr_block(self.encoder3, hidden_states[1])
@@ -158,17 +176,27 @@ class CoralBayEncoder(nn.Module):
         dec4 = run_unetr_block(self.encoder10, hidden_states[4])
         return [enc0, enc1, enc2, enc3, hidden_states[3], dec4]
 
-    def forward_features(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+    def forward_features(
+        self,
+        tensor: torch.Tensor,
+        token_mask: torch.Tensor | None = None,
+        mask_token: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
         """Computes the feature maps enc0, enc1, enc2, enc3, hid3 and dec4.
 
         In eval mode with an inferer, the inferer runs the network (e.g. sliding windows).
 
         Args:
             tensor: Input of shape (B, C, D, H, W).
+            token_mask: Optional (B, D/2, H/2, W/2) booleans for masked image modelling: those
+                patches enter the transformer as `mask_token` and the conv stem as 0.
+            mask_token: The (F,) embedding of a masked patch.
 
         Raises:
             ValueError: When a network input's spatial sizes are not multiples of 32.
         """
+        if token_mask is not None:
+            return self._forward_features(tensor, token_mask, mask_token)
         if not self.training and self._inferer:
             return self._inferer(inputs=tensor, network=self._forward_features)  # type: ignore[return-value]
         return self._forward_features(tensor)
@@ -180,6 +208,18 @@ class CoralBayEncoder(nn.Module):
         """
         pooled = [torch.flatten(self._pool_op(f), 1) for f in features[:4] + features[5:]]
         return torch.cat(pooled, dim=1)
+
+    def multiscale_tokens(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """The multi-scale embedding per position of the deepest map: (B, N, 24F).
+
+        Each of the five maps is average-pooled onto the deepest grid (32x coarser than the
+        input) and the results concatenated, so the tokens live in the space of
+        `forward_multiscale`, which is their mean over the N positions.
+        """
+        depth, height, width = features[5].shape[2:]
+        grid = (depth, height, width)
+        pooled = [F.adaptive_avg_pool3d(f, grid) for f in features[:4] + features[5:]]
+        return torch.cat(pooled, dim=1).flatten(2).transpose(1, 2)
 
     def forward_encoders(self, features: list[torch.Tensor]) -> torch.Tensor:
         """Eva's name for `forward_multiscale` (eva's `SwinUNETREncoder` interface calls it)."""

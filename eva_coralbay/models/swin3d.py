@@ -386,19 +386,32 @@ class SwinTransformer3D(nn.Module):
         return getattr(self, f"layers{index + 1}c")[0]
 
     @override
-    def forward(self, x: torch.Tensor, normalize: bool = True) -> list[torch.Tensor]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        normalize: bool = True,
+        token_mask: torch.Tensor | None = None,
+        mask_token: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
         """Computes MONAI's five hidden states.
 
         Args:
             x: Input of shape (B, C, D, H, W).
             normalize: Whether to layer-normalise each hidden state over channels (MONAI's
                 `proj_out`).
+            token_mask: Optional (B, D/2, H/2, W/2) booleans: patch tokens replaced by
+                `mask_token` right after the patch embedding (iBOT's masked image modelling).
+            mask_token: The (F,) embedding of a masked patch.
 
         Returns:
             Five (B, C_i, D_i, H_i, W_i) maps: the patch embedding and the output of each stage
             (after its patch merging), as channels-first views of channels-last memory.
         """
         tokens = self.patch_embed(x)
+        if token_mask is not None:
+            if mask_token is None:
+                raise ValueError("a token_mask needs a mask_token")
+            tokens = torch.where(token_mask.unsqueeze(-1), mask_token.to(tokens.dtype), tokens)
         hidden = [self._project_out(tokens, normalize)]
         for index in range(len(DEPTHS)):
             if self.use_v2:

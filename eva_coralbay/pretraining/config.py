@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import pathlib
 from collections.abc import Sequence
@@ -21,6 +22,23 @@ Lightning's "-true" half precisions (weights in 16 bits) are not offered."""
 LR_SCALINGS = ("linear", "sqrt", "none")
 """Accepted `optim.lr_scaling`: how `optim.lr`, given at `optim.lr_reference_batch`, follows the
 global batch."""
+
+
+IBOT_SETTINGS = (
+    "ibot_mask_ratio",
+    "ibot_mask_probability",
+    "ibot_separate_head",
+    "ibot_out_dim",
+)
+"""The iBOT keys that do nothing while `loss.ibot_weight` is 0."""
+
+logger = logging.getLogger(__name__)
+
+
+def _default_of(field: dataclasses.Field[Any]) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
 
 
 def _check_choice(key: str, value: Any, accepted: Sequence[str]) -> None:
@@ -106,8 +124,24 @@ class LossConfig:
     koleo_weight: float = 0.0
     """Weight of the KoLeo regulariser on the student's global-crop embeddings (0 disables it)."""
 
+    ibot_weight: float = 0.0
+    """Weight of iBOT's masked-token distillation (DINOv2's second loss); 0 disables it."""
+
+    ibot_mask_ratio: list[float] = dataclasses.field(default_factory=lambda: [0.1, 0.5])
+    """[low, high] share of a masked global crop's token positions that are masked; the masked
+    crops of a batch spread evenly over the range (DINOv2's rule)."""
+
+    ibot_mask_probability: float = 0.5
+    """Share of the global crops that are masked at all."""
+
+    ibot_separate_head: bool = False
+    """Score masked tokens with their own head (and center) instead of the DINO head."""
+
+    ibot_out_dim: int | None = None
+    """Prototypes of the separate iBOT head (default: head.out_dim)."""
+
     def __post_init__(self) -> None:
-        """Rejects unknown centering methods or starts and non-positive temperatures."""
+        """Rejects unknown centering methods or starts, non-positive temperatures, bad masks."""
         if self.centering not in {"ema", "sinkhorn"}:
             raise ValueError(f"loss.centering must be 'ema' or 'sinkhorn', got {self.centering!r}")
         if self.center_init not in {"zero", "first_batch"}:
@@ -117,6 +151,29 @@ class LossConfig:
         for name in ("student_temp", "teacher_temp", "warmup_teacher_temp"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"loss.{name} must be positive, got {getattr(self, name)}")
+        ratio = self.ibot_mask_ratio
+        if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1] < 1:
+            raise ValueError(
+                f"loss.ibot_mask_ratio must be [low, high] with 0 < low <= high < 1: {ratio}"
+            )
+        if not 0 <= self.ibot_mask_probability <= 1:
+            raise ValueError(
+                f"loss.ibot_mask_probability must lie in [0, 1], got {self.ibot_mask_probability}"
+            )
+        if self.ibot_weight < 0:
+            raise ValueError(f"loss.ibot_weight must be >= 0, got {self.ibot_weight}")
+        if self.ibot_weight == 0:
+            defaults = LossConfig.__dataclass_fields__
+            changed = [
+                f"loss.{name}"
+                for name in IBOT_SETTINGS
+                if getattr(self, name) != _default_of(defaults[name])
+            ]
+            if changed:
+                logger.warning(
+                    f"{', '.join(changed)} set while loss.ibot_weight is 0: iBOT is off, so "
+                    "they do nothing (set loss.ibot_weight > 0 to use them)"
+                )
 
 
 @dataclasses.dataclass

@@ -58,6 +58,34 @@ def dino_cross_entropy(
     return total / pairs
 
 
+def ibot_cross_entropy(
+    student_logits: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    sample_index: torch.Tensor,
+    num_samples: int,
+    student_temp: float,
+) -> torch.Tensor:
+    """The masked-token loss of iBOT, weighed as DINOv2's `iBOTPatchLoss.forward_masked`.
+
+    The cross-entropy of every masked token is averaged within its crop; the crop means are
+    summed and divided by the number of crops, masked or not (so with half the crops masked
+    the loss is about half a masked crop's mean).
+
+    Args:
+        student_logits: (M, K) student scores of the M masked tokens (the student saw the mask).
+        teacher_probs: (M, K) teacher targets for the same tokens (the teacher saw them).
+        sample_index: (M,) the crop each token belongs to, in [0, num_samples).
+        num_samples: Crops in the batch, masked or not.
+        student_temp: Temperature of the student's softmax.
+    """
+    if student_logits.shape[0] == 0:
+        return student_logits.new_zeros(())
+    per_token = torch.sum(-teacher_probs * F.log_softmax(student_logits / student_temp, -1), -1)
+    tokens_per_sample = torch.bincount(sample_index, minlength=num_samples).to(per_token.dtype)
+    weights = 1.0 / tokens_per_sample[sample_index]
+    return (per_token * weights).sum() / num_samples
+
+
 class EMACenter(nn.Module):
     """DINO's centering: subtracts a running mean of the teacher's logits before sharpening.
 
@@ -126,7 +154,10 @@ def _global_mean(logits: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def sinkhorn_knopp(
-    teacher_logits: torch.Tensor, temperature: float, iterations: int = 3
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    iterations: int = 3,
+    total_samples: int | None = None,
 ) -> torch.Tensor:
     """DINOv2's Sinkhorn-Knopp centering: balanced soft assignments of samples to prototypes.
 
@@ -138,13 +169,15 @@ def sinkhorn_knopp(
         teacher_logits: (B, K) prototype scores of the teacher on this process.
         temperature: The teacher temperature.
         iterations: Alternating normalisation rounds.
+        total_samples: Rows over all processes, where they differ between processes (masked
+            tokens); by default this process's rows times the world size.
 
     Returns:
         (B, K) target distributions.
     """
     log_q = teacher_logits.float() / temperature
     num_prototypes = log_q.shape[1]
-    num_samples = log_q.shape[0] * _world_size()
+    num_samples = total_samples or log_q.shape[0] * _world_size()
     for _ in range(iterations):
         # Every prototype's mass over the global batch becomes 1/K ...
         log_q = log_q - _global_logsumexp_over_samples(log_q) - math.log(num_prototypes)

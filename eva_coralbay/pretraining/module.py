@@ -15,13 +15,17 @@ from typing_extensions import override
 
 from eva_coralbay.models import swin3d
 from eva_coralbay.models.config import EncoderConfig
-from eva_coralbay.models.encoder import CoralBayEncoder
-from eva_coralbay.pretraining import losses
+from eva_coralbay.models.encoder import CoralBayEncoder, upsample_mask
+from eva_coralbay.pretraining import losses, masking
 from eva_coralbay.pretraining.config import PretrainConfig
 from eva_coralbay.pretraining.head import DINOHead
 from eva_coralbay.pretraining.schedules import CosineSchedule, LinearWarmup
 
 logger = logging.getLogger(__name__)
+
+MASK_CELL = 32
+"""Voxels along each axis of one masked cell: a position of the deepest grid (iBOT on Swin
+masks whole cells of the last stage, whose tokens carry the loss)."""
 
 NO_WEIGHT_DECAY_KEYWORDS = ("relative_position_bias_table",)
 """Parameters never decayed besides biases and norms (Swin's `no_weight_decay_keywords`)."""
@@ -32,23 +36,61 @@ gets a warning."""
 
 
 class DINOBranch(nn.Module):
-    """An encoder and a projection head: crops -> (multi-scale embedding, prototype scores)."""
+    """An encoder and a projection head: crops -> (multi-scale embedding, prototype scores).
 
-    def __init__(self, backbone: CoralBayEncoder, head: DINOHead) -> None:
+    With iBOT it also holds the learnable mask token (at the patch embedding) and, optionally,
+    a separate head for masked tokens.
+    """
+
+    def __init__(
+        self,
+        backbone: CoralBayEncoder,
+        head: DINOHead,
+        masking: bool = False,
+        token_head: DINOHead | None = None,
+    ) -> None:
         """Pairs the two.
 
         Args:
             backbone: A CoralBay encoder.
             head: The projection head on the 24·F embedding.
+            masking: Whether the branch can see masked crops (iBOT): adds the mask token.
+            token_head: A separate head for the 24·F tokens; None scores them with `head`.
         """
         super().__init__()
         self.backbone = backbone
         self.head = head
+        self.token_head = token_head
+        self.mask_token: nn.Parameter | None = None
+        if masking:
+            self.mask_token = nn.Parameter(torch.zeros(backbone.feature_size))
+            nn.init.trunc_normal_(self.mask_token, std=0.02)  # iBOT's initialisation
 
     @override
     def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         embeddings = self.backbone.embed_multiscale(crops)
         return embeddings, self.head(embeddings)
+
+    def forward_tokens(
+        self, crops: torch.Tensor, token_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Embeddings, their scores and the (B, N, 24F) tokens of the deepest grid.
+
+        Args:
+            crops: (B, C, D, H, W) crops, sides multiples of 32.
+            token_mask: Optional (B, D/32, H/32, W/32) booleans: positions the branch sees
+                masked (the mask token in the transformer, zeros in the conv stem).
+        """
+        patch_mask = None
+        if token_mask is not None:
+            patch_mask = upsample_mask(token_mask, MASK_CELL // swin3d.PATCH_SIZE)
+        features = self.backbone.forward_features(crops, patch_mask, self.mask_token)
+        embeddings = self.backbone.forward_multiscale(features)
+        return embeddings, self.head(embeddings), self.backbone.multiscale_tokens(features)
+
+    def score_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(M, 24F) tokens -> (M, K) prototype scores, by the token head or the shared one."""
+        return (self.token_head or self.head)(tokens)
 
 
 class DINOPretraining(L.LightningModule):
@@ -75,19 +117,29 @@ class DINOPretraining(L.LightningModule):
             use_v2=self.config.model.use_v2,
             in_channels=self.config.model.in_channels,
         )
-        head = self.config.head
-        self.student = DINOBranch(
-            CoralBayEncoder.from_config(
-                self.encoder_config, drop_path_rate=self.config.model.drop_path_rate
-            ),
-            DINOHead(
+        head, loss = self.config.head, self.config.loss
+
+        def projection_head(out_dim: int) -> DINOHead:
+            return DINOHead(
                 self.encoder_config.embedding_dim,
-                out_dim=head.out_dim,
+                out_dim=out_dim,
                 hidden_dim=head.hidden_dim,
                 bottleneck_dim=head.bottleneck_dim,
                 num_layers=head.num_layers,
                 norm_last_layer=head.norm_last_layer,
                 use_bn=head.use_bn,
+            )
+
+        self.ibot = loss.ibot_weight > 0
+        ibot_out_dim = loss.ibot_out_dim or head.out_dim
+        self.student = DINOBranch(
+            CoralBayEncoder.from_config(
+                self.encoder_config, drop_path_rate=self.config.model.drop_path_rate
+            ),
+            projection_head(head.out_dim),
+            masking=self.ibot,
+            token_head=(
+                projection_head(ibot_out_dim) if self.ibot and loss.ibot_separate_head else None
             ),
         )
         self.teacher = copy.deepcopy(self.student)
@@ -96,10 +148,15 @@ class DINOPretraining(L.LightningModule):
             if isinstance(block, swin3d.SwinBlock):
                 block.drop_path = 0.0  # the teacher always sees the whole network
         self.center = (
-            losses.EMACenter(
-                head.out_dim, self.config.loss.center_momentum, self.config.loss.center_init
-            )
-            if self.config.loss.centering == "ema"
+            losses.EMACenter(head.out_dim, loss.center_momentum, loss.center_init)
+            if loss.centering == "ema"
+            else None
+        )
+        # The masked tokens' targets are centred on their own, as in iBOT and DINOv2.
+        token_out_dim = ibot_out_dim if loss.ibot_separate_head else head.out_dim
+        self.token_center = (
+            losses.EMACenter(token_out_dim, loss.center_momentum, loss.center_init)
+            if self.ibot and loss.centering == "ema"
             else None
         )
         self._schedules: dict[str, Any] = {}
@@ -181,8 +238,14 @@ class DINOPretraining(L.LightningModule):
         loss_config = self.config.loss
         global_crops = _crop_major(batch["global_crops"])
         teacher_temp = self._value("teacher_temp", self.global_step)
+        token_mask = teacher_tokens = None
         with torch.no_grad():
-            teacher_embeddings, teacher_logits = self.teacher(global_crops)
+            if self.ibot:
+                teacher_embeddings, teacher_logits, teacher_tokens = self.teacher.forward_tokens(
+                    global_crops
+                )
+            else:
+                teacher_embeddings, teacher_logits = self.teacher(global_crops)
             teacher_logits = teacher_logits.float()
             if self.center is not None:
                 teacher_probs = self.center(teacher_logits, teacher_temp)
@@ -191,7 +254,19 @@ class DINOPretraining(L.LightningModule):
                     teacher_logits, teacher_temp, loss_config.sinkhorn_iterations
                 )
 
-        student_embeddings, student_global = self.student(global_crops)
+        if self.ibot:
+            grid = tuple(side // MASK_CELL for side in global_crops.shape[2:])
+            token_mask = masking.sample_token_masks(
+                global_crops.shape[0],
+                grid,  # type: ignore[arg-type]
+                tuple(loss_config.ibot_mask_ratio),  # type: ignore[arg-type]
+                loss_config.ibot_mask_probability,
+            ).to(global_crops.device)
+            student_embeddings, student_global, student_tokens = self.student.forward_tokens(
+                global_crops, token_mask
+            )
+        else:
+            student_embeddings, student_global = self.student(global_crops)
         student_logits = list(student_global.float().chunk(2))
         if "local_crops" in batch:
             num_local = batch["local_crops"].shape[1]
@@ -207,6 +282,10 @@ class DINOPretraining(L.LightningModule):
             koleo = sum(losses.koleo_loss(chunk) for chunk in student_embeddings.chunk(2)) / 2
             loss = loss + loss_config.koleo_weight * koleo
             metrics["train/koleo"] = koleo
+        if token_mask is not None and teacher_tokens is not None:
+            ibot_loss = self._ibot_loss(student_tokens, teacher_tokens, token_mask, teacher_temp)
+            loss = loss + loss_config.ibot_weight * ibot_loss
+            metrics["train/ibot_loss"] = ibot_loss
         if self.center is not None:
             self.center.update(teacher_logits)
 
@@ -233,6 +312,41 @@ class DINOPretraining(L.LightningModule):
         }
         self.log_dict(progress, on_step=True, on_epoch=False, prog_bar=True, logger=False)
         return loss
+
+    def _ibot_loss(
+        self,
+        student_tokens: torch.Tensor,
+        teacher_tokens: torch.Tensor,
+        token_mask: torch.Tensor,
+        teacher_temp: float,
+    ) -> torch.Tensor:
+        """The masked tokens' loss: the teacher (unmasked view) supervises the student."""
+        loss_config = self.config.loss
+        flat_mask = token_mask.flatten(1)
+        sample_index = flat_mask.nonzero()[:, 0]
+        student_logits = self.student.score_tokens(student_tokens[flat_mask]).float()
+        with torch.no_grad():
+            teacher_logits = self.teacher.score_tokens(teacher_tokens[flat_mask]).float()
+            if self.token_center is not None:
+                teacher_probs = self.token_center(teacher_logits, teacher_temp)
+                if teacher_logits.shape[0] > 0:
+                    self.token_center.update(teacher_logits)
+            else:
+                # Processes may mask different numbers of tokens: count them all.
+                total = losses._all_reduce(flat_mask.sum().reshape(1))
+                teacher_probs = losses.sinkhorn_knopp(
+                    teacher_logits,
+                    teacher_temp,
+                    loss_config.sinkhorn_iterations,
+                    total_samples=int(total.item()),
+                )
+        return losses.ibot_cross_entropy(
+            student_logits,
+            teacher_probs,
+            sample_index,
+            flat_mask.shape[0],
+            loss_config.student_temp,
+        )
 
     @override
     def on_after_backward(self) -> None:
