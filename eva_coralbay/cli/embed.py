@@ -50,6 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sw-batch-size", type=int, default=2, help="windows per encoder call")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        default="fp32",
+        help="autocast dtype of the encoder (bf16 on CPU or GPU, fp16 on GPU; default fp32)",
+    )
+    parser.add_argument(
         "--skip-errors",
         action="store_true",
         help="leave out scans that cannot be read (listed on stderr) instead of stopping",
@@ -88,6 +94,7 @@ def _embed(args: argparse.Namespace, out: pathlib.Path) -> int:
         overlap=args.overlap,
         sw_batch_size=args.sw_batch_size,
         device=args.device,
+        precision=args.precision,
     )
     results, skipped = [], []
     for index, scan in enumerate(scans, start=1):

@@ -89,8 +89,15 @@ def build_inferer(
     )
 
 
+PRECISIONS = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
+"""`--precision` choices: the autocast dtype of the encoder's windows (None: float32)."""
+
+
 def embed_volume(
-    encoder: nn.Module, volume: torch.Tensor, inferer: Callable[..., Any]
+    encoder: nn.Module,
+    volume: torch.Tensor,
+    inferer: Callable[..., Any],
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Embeds one standardised volume by stitching window feature maps, then pooling them.
 
@@ -99,15 +106,30 @@ def embed_volume(
             `forward_multiscale` (pooled multi-scale vector), built without its own inferer.
         volume: The standardised scan, `[1, X, Y, Z]`.
         inferer: From `build_inferer`.
+        precision: "fp32", or "bf16" / "fp16" to run each window under autocast (fp16: CUDA
+            only); stitching and pooling stay float32 either way.
 
     Returns:
         The multi-scale embedding, shape `[24·F]`, on the CPU.
     """
     import torch
 
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     multiscale: Any = encoder.eval()  # forward_features / forward_multiscale
+    dtype_name = PRECISIONS[precision]
+
+    def window_maps(window: torch.Tensor) -> list[torch.Tensor]:
+        with torch.autocast(
+            window.device.type,  # where the inferer sends the windows
+            dtype=getattr(torch, dtype_name or "float32"),
+            enabled=dtype_name is not None,
+        ):
+            maps = multiscale.forward_features(window)
+        return [feature_map.float() for feature_map in maps]
+
     with torch.inference_mode():
-        maps = inferer(inputs=volume[None], network=multiscale.forward_features)
+        maps = inferer(inputs=volume[None], network=window_maps)
         pooled = multiscale.forward_multiscale(list(maps))
     return pooled[0].float().cpu()
 
@@ -148,6 +170,7 @@ class ScanEmbedder:
         sw_batch_size: int = 2,
         device: str | None = None,
         stitch_device: str | None = "cpu",
+        precision: str = "fp32",
     ) -> None:
         """Prepares the encoder and the sliding-window inferer.
 
@@ -159,6 +182,7 @@ class ScanEmbedder:
             sw_batch_size: Windows per encoder call.
             device: Where the encoder runs; CUDA when available, else CPU, by default.
             stitch_device: Where the stitched feature maps are held.
+            precision: "fp32", "bf16" or "fp16" (CUDA), see `embed_volume`.
         """
         import torch
 
@@ -167,6 +191,9 @@ class ScanEmbedder:
         self.profile = profile
         self.roi_size = [roi_size] * 3 if isinstance(roi_size, int) else list(roi_size)
         self.overlap = overlap
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+        self.precision = precision
         self._inferer = build_inferer(
             self.roi_size,
             overlap,
@@ -187,7 +214,7 @@ class ScanEmbedder:
 
         source = read_scan(scan)
         standardised, _ = self.profile.apply(source)
-        vector = embed_volume(self.encoder, standardised.as_tensor(), self._inferer)
+        vector = embed_volume(self.encoder, standardised.as_tensor(), self._inferer, self.precision)
         return ScanEmbedding(
             scan=str(scan),
             embedding=vector.tolist(),
