@@ -13,6 +13,7 @@ one table and, on a GPU, appends it to docs/benchmarks.md with the machine's des
 Settings through the environment, so that the suite can run it tiny on CPU:
 `CORALBAY_GPU_DEVICE` (default cuda when available, else cpu), `CORALBAY_GPU_SIZE` (96),
 `CORALBAY_GPU_FEATURES` (48), `CORALBAY_GPU_BATCH` (2), `CORALBAY_GPU_REPS` (5),
+`CORALBAY_GPU_WARMUP` (1: one untimed pass per model first; 0 skips it),
 `CORALBAY_GPU_PRETRAIN_OVERRIDES` (extra `key=value` overrides of the pretraining config,
 space-separated), `CORALBAY_GPU_EVA_STEPS` ("10,60": the two runs' max steps; "" skips eva),
 `CORALBAY_GPU_RECORD` (file to append the table to; default docs/benchmarks.md on a GPU,
@@ -57,6 +58,7 @@ def _settings() -> dict[str, Any]:
         "features": int(os.environ.get("CORALBAY_GPU_FEATURES", "48")),
         "batch": int(os.environ.get("CORALBAY_GPU_BATCH", "2")),
         "reps": int(os.environ.get("CORALBAY_GPU_REPS", "5")),
+        "warmup": os.environ.get("CORALBAY_GPU_WARMUP", "1") != "0",
         "pretrain_overrides": os.environ.get("CORALBAY_GPU_PRETRAIN_OVERRIDES", "").split(),
         "eva_steps": [int(step) for step in eva_steps.split(",")] if eva_steps else [],
         "record": os.environ.get("CORALBAY_GPU_RECORD", default_record),
@@ -121,8 +123,8 @@ def encoder_rows(settings: dict[str, Any]) -> list[dict[str, Any]]:
     ):
         for precision, dtype in PRECISIONS.items():
             times: dict[str, list[float]] = {name: [] for name in models}
-            for model in models.values():  # warm-up: kernels, allocator, autotuning
-                make(model, dtype)()
+            for model in models.values() if settings["warmup"] else ():
+                make(model, dtype)()  # warm-up: kernels, allocator, cuDNN autotuning
             for rep in range(settings["reps"]):
                 order = list(models) if rep % 2 == 0 else list(reversed(models))
                 for name in order:

@@ -42,6 +42,7 @@ _SCRIPT = textwrap.dedent(
                     "first_batch": self.first_batch,
                     "teacher": {k: v.clone() for k, v in module.teacher.state_dict().items()},
                     "center": module.center.center.clone(),
+                    "token_center": module.token_center.center.clone(),
                     "moved": sorted(
                         k
                         for k, v in module.teacher.state_dict().items()
@@ -68,6 +69,9 @@ _SCRIPT = textwrap.dedent(
                 "trainer.devices=2",
                 "trainer.strategy=ddp",
                 "trainer.progress_bar=none",
+                # iBOT too: its token center is all-reduced like DINO's.
+                "loss.ibot_weight=1.0",
+                "loss.ibot_mask_probability=1.0",
             ],
         )
         run_pretraining(config, extra_callbacks=[RecordRanks(output)])
@@ -104,6 +108,9 @@ def test_two_process_ddp_keeps_the_teachers_identical(
     # The ranks trained on different crops, yet their teachers (and centers) agree exactly.
     assert ranks[0]["first_batch"] != ranks[1]["first_batch"]
     torch.testing.assert_close(ranks[0]["center"], ranks[1]["center"], rtol=0, atol=0)
+    tokens0, tokens1 = ranks[0]["token_center"], ranks[1]["token_center"]
+    torch.testing.assert_close(tokens0, tokens1, rtol=0, atol=0)
+    assert tokens0.abs().sum() > 0  # the iBOT center moved, identically on both ranks
     teacher0, teacher1 = ranks[0]["teacher"], ranks[1]["teacher"]
     assert teacher0.keys() == teacher1.keys()
     for key in teacher0:
@@ -111,5 +118,6 @@ def test_two_process_ddp_keeps_the_teachers_identical(
     # And training moved them away from the initialisation.
     assert any(key.startswith("backbone.swinViT.") for key in ranks[0]["moved"])
     assert any(key.startswith("head.") for key in ranks[0]["moved"])
+    assert "mask_token" in ranks[0]["moved"]
     final = torch.load(output / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["global_step"] == 2
