@@ -368,7 +368,7 @@ def phantom_dataset(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
 
 
 @pytest.mark.slow
-def test_decathlon_format_runs_end_to_end(
+def test_decathlon_format_runs_end_to_end_in_bf16_mixed_precision(
     phantom_dataset: pathlib.Path, tmp_path: pathlib.Path
 ) -> None:
     env = eva_runs.clean_environment(
@@ -378,6 +378,8 @@ def test_decathlon_format_runs_end_to_end(
             "NUM_CLASSES": str(len(layouts.PHANTOM_CLASSES)),
             "TASK_ID": "demo_phantom_segmentation",
             "EMBEDDINGS_ROOT": str(tmp_path / "embeddings"),
+            # As on a GPU: the frozen encoder and the decoder under bf16 autocast.
+            "PRECISION": "bf16-mixed",
         },
         tmp_path / "cache",
     )
@@ -389,6 +391,7 @@ def test_decathlon_format_runs_end_to_end(
     # classes from the dataset.
     metrics = _results(session)
     assert {f"val/DiceScore_{index}" for index in range(7)} <= set(metrics)
+    assert "Using bfloat16 Automatic Mixed Precision" in (tmp_path / "eva.log").read_text()
     table = pd.read_parquet(session / "per_case_scores.parquet")
     assert set(table["class"]) == set(layouts.PHANTOM_CLASSES[1:])
     assert set(table["case_id"]) == {"phantom_003"} and len(table) == 6
