@@ -17,7 +17,9 @@ not change the evaluation protocol:
   `strategy`, `log_every_n_steps`, `enable_progress_bar`, `enable_model_summary`,
   `num_sanity_val_steps`, `profiler`, and the predict dataloader's settings;
 - callbacks, except the fields of `ModelCheckpoint` and `EarlyStopping` that choose the
-  evaluated checkpoint (`monitor`, `mode`, `patience`, `min_delta`).
+  evaluated checkpoint (`monitor`, `mode`, `patience`, `min_delta`);
+- the trainer's `precision` when it is float32 (Lightning's default: runs from configs that name
+  it and from configs that do not hash alike). Mixed precision (`bf16-mixed`, ...) is in.
 
 Everything else is in: datasets and their transforms, splits, the decoder or head, loss,
 optimiser, schedule, steps, inferer (ROI, overlap), metrics and post-processing. Strings that
@@ -33,6 +35,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import yaml
+
+FLOAT32_PRECISIONS = frozenset({"32", "32-true"})
+"""Lightning's spellings of its default precision, left out of the hash."""
 
 EXCLUDED_KEYS = frozenset(
     {
@@ -143,6 +148,8 @@ def protocol_view(config: Mapping[str, Any]) -> dict[str, Any]:
         trainer = dict(trainer)
         init_args = dict(trainer.get("init_args") or {})
         callbacks = _protocol_callbacks(init_args.pop("callbacks", None))
+        if str(init_args.get("precision")) in FLOAT32_PRECISIONS:
+            del init_args["precision"]
         if callbacks:
             init_args["callbacks"] = callbacks
         trainer["init_args"] = init_args

@@ -72,3 +72,15 @@ def test_view_drops_model_and_callbacks_but_keeps_checkpoint_choice() -> None:
     ]
     assert "predict" not in view["data"]["init_args"]["dataloaders"]
     assert view["model"]["init_args"]["optimizer"]["init_args"]["lr"] == 0.0003
+
+
+def test_float32_precision_hashes_like_an_unnamed_one_and_mixed_precision_does_not() -> None:
+    named = eva_output.SEGMENTATION_TEMPLATE.replace(
+        "    max_steps: &MAX_STEPS ${oc.env:MAX_STEPS, 20000}\n",
+        "    max_steps: &MAX_STEPS ${oc.env:MAX_STEPS, 20000}\n"
+        "    precision: ${oc.env:PRECISION, 32}\n",
+    )
+    assert named != eva_output.SEGMENTATION_TEMPLATE
+    assert _hash(named) == BASE
+    assert _hash(named, PRECISION="32-true") == BASE
+    assert _hash(named, PRECISION="bf16-mixed") != BASE
