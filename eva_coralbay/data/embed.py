@@ -93,6 +93,20 @@ PRECISIONS = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
 """`--precision` choices: the autocast dtype of the encoder's windows (None: float32)."""
 
 
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of a `--precision` choice (None: no autocast).
+
+    Raises:
+        ValueError: For a precision not in `PRECISIONS`.
+    """
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    name = PRECISIONS[precision]
+    return None if name is None else getattr(torch, name)
+
+
 def embed_volume(
     encoder: nn.Module,
     volume: torch.Tensor,
@@ -114,17 +128,12 @@ def embed_volume(
     """
     import torch
 
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    dtype = autocast_dtype(precision)
     multiscale: Any = encoder.eval()  # forward_features / forward_multiscale
-    dtype_name = PRECISIONS[precision]
 
     def window_maps(window: torch.Tensor) -> list[torch.Tensor]:
-        with torch.autocast(
-            window.device.type,  # where the inferer sends the windows
-            dtype=getattr(torch, dtype_name or "float32"),
-            enabled=dtype_name is not None,
-        ):
+        # On the device the inferer sends the windows to.
+        with torch.autocast(window.device.type, dtype=dtype, enabled=dtype is not None):
             maps = multiscale.forward_features(window)
         return [feature_map.float() for feature_map in maps]
 
@@ -191,8 +200,7 @@ class ScanEmbedder:
         self.profile = profile
         self.roi_size = [roi_size] * 3 if isinstance(roi_size, int) else list(roi_size)
         self.overlap = overlap
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+        autocast_dtype(precision)  # a bad choice fails here, before any scan is read
         self.precision = precision
         self._inferer = build_inferer(
             self.roi_size,

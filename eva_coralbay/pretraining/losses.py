@@ -12,7 +12,7 @@ from torch import distributed, nn
 from typing_extensions import override
 
 
-def _all_reduce(tensor: torch.Tensor) -> torch.Tensor:
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sums `tensor` over all processes in place (a no-op outside distributed runs)."""
     if distributed.is_available() and distributed.is_initialized():
         distributed.all_reduce(tensor)
@@ -148,7 +148,7 @@ class EMACenter(nn.Module):
 
 def _global_mean(logits: torch.Tensor) -> torch.Tensor:
     """The (1, K) mean of `logits` over the samples of all processes."""
-    batch_sum = _all_reduce(logits.detach().float().sum(dim=0, keepdim=True))
+    batch_sum = all_reduce_sum(logits.detach().float().sum(dim=0, keepdim=True))
     return batch_sum / (logits.shape[0] * _world_size())
 
 
@@ -191,7 +191,7 @@ def _global_logsumexp_over_samples(log_q: torch.Tensor) -> torch.Tensor:
     peak = log_q.max(dim=0, keepdim=True).values
     if distributed.is_available() and distributed.is_initialized():
         distributed.all_reduce(peak, op=distributed.ReduceOp.MAX)
-    total = _all_reduce(torch.exp(log_q - peak).sum(dim=0, keepdim=True))
+    total = all_reduce_sum(torch.exp(log_q - peak).sum(dim=0, keepdim=True))
     return peak + torch.log(total)
 
 

@@ -15,17 +15,13 @@ from typing_extensions import override
 
 from eva_coralbay.models import swin3d
 from eva_coralbay.models.config import EncoderConfig
-from eva_coralbay.models.encoder import CoralBayEncoder, upsample_mask
+from eva_coralbay.models.encoder import SIZE_MULTIPLE, CoralBayEncoder, upsample_mask
 from eva_coralbay.pretraining import losses, masking
 from eva_coralbay.pretraining.config import PretrainConfig
 from eva_coralbay.pretraining.head import DINOHead
 from eva_coralbay.pretraining.schedules import CosineSchedule, LinearWarmup
 
 logger = logging.getLogger(__name__)
-
-MASK_CELL = 32
-"""Voxels along each axis of one masked cell: a position of the deepest grid (iBOT on Swin
-masks whole cells of the last stage, whose tokens carry the loss)."""
 
 NO_WEIGHT_DECAY_KEYWORDS = ("relative_position_bias_table",)
 """Parameters never decayed besides biases and norms (Swin's `no_weight_decay_keywords`)."""
@@ -46,7 +42,7 @@ class DINOBranch(nn.Module):
         self,
         backbone: CoralBayEncoder,
         head: DINOHead,
-        masking: bool = False,
+        with_mask_token: bool = False,
         token_head: DINOHead | None = None,
     ) -> None:
         """Pairs the two.
@@ -54,7 +50,8 @@ class DINOBranch(nn.Module):
         Args:
             backbone: A CoralBay encoder.
             head: The projection head on the 24·F embedding.
-            masking: Whether the branch can see masked crops (iBOT): adds the mask token.
+            with_mask_token: Whether the branch can see masked crops (iBOT): adds the mask
+                token.
             token_head: A separate head for the 24·F tokens; None scores them with `head`.
         """
         super().__init__()
@@ -62,7 +59,7 @@ class DINOBranch(nn.Module):
         self.head = head
         self.token_head = token_head
         self.mask_token: nn.Parameter | None = None
-        if masking:
+        if with_mask_token:
             self.mask_token = nn.Parameter(torch.zeros(backbone.feature_size))
             nn.init.trunc_normal_(self.mask_token, std=0.02)  # iBOT's initialisation
 
@@ -83,7 +80,9 @@ class DINOBranch(nn.Module):
         """
         patch_mask = None
         if token_mask is not None:
-            patch_mask = upsample_mask(token_mask, MASK_CELL // swin3d.PATCH_SIZE)
+            # A masked position is a cell of the deepest grid (iBOT on Swin masks whole cells of
+            # the last stage, whose tokens carry the loss): SIZE_MULTIPLE voxels a side.
+            patch_mask = upsample_mask(token_mask, SIZE_MULTIPLE // swin3d.PATCH_SIZE)
         features = self.backbone.forward_features(crops, patch_mask, self.mask_token)
         embeddings = self.backbone.forward_multiscale(features)
         return embeddings, self.head(embeddings), self.backbone.multiscale_tokens(features)
@@ -137,7 +136,7 @@ class DINOPretraining(L.LightningModule):
                 self.encoder_config, drop_path_rate=self.config.model.drop_path_rate
             ),
             projection_head(head.out_dim),
-            masking=self.ibot,
+            with_mask_token=self.ibot,
             token_head=(
                 projection_head(ibot_out_dim) if self.ibot and loss.ibot_separate_head else None
             ),
@@ -255,7 +254,7 @@ class DINOPretraining(L.LightningModule):
                 )
 
         if self.ibot:
-            grid = tuple(side // MASK_CELL for side in global_crops.shape[2:])
+            grid = tuple(side // SIZE_MULTIPLE for side in global_crops.shape[2:])
             token_mask = masking.sample_token_masks(
                 global_crops.shape[0],
                 grid,  # type: ignore[arg-type]
@@ -333,7 +332,7 @@ class DINOPretraining(L.LightningModule):
                     self.token_center.update(teacher_logits)
             else:
                 # Processes may mask different numbers of tokens: count them all.
-                total = losses._all_reduce(flat_mask.sum().reshape(1))
+                total = losses.all_reduce_sum(flat_mask.sum().reshape(1))
                 teacher_probs = losses.sinkhorn_knopp(
                     teacher_logits,
                     teacher_temp,
