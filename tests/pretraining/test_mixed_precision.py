@@ -6,12 +6,12 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from eva_coralbay.pretraining.config import PretrainConfig
 from eva_coralbay.pretraining.head import DINOHead
 from eva_coralbay.pretraining.module import DINOPretraining
+from tests.pretraining.lightning_steps import fit_on_crops
 
 
 def _relative_gap(first: torch.Tensor, second: torch.Tensor) -> float:
@@ -73,18 +73,7 @@ def _one_step(
     )
     module = DINOPretraining(config.to_dict())
     record = _RecordStep()
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        precision=precision,  # type: ignore[arg-type]
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[record],
-    )
-    trainer.fit(module, DataLoader([crops], batch_size=None))  # type: ignore[arg-type]
+    fit_on_crops(module, crops, precision=precision, callbacks=[record])
     return module, record
 
 
