@@ -29,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--model",
         default="radiology/coralbay",
-        help="backbone registry name; also picks the preprocessing profile "
-        "(default: radiology/coralbay)",
+        help="backbone registry name; also picks the preprocessing profile unless the "
+        "checkpoint's config.json records its own (default: radiology/coralbay)",
     )
     parser.add_argument(
         "--checkpoint",
@@ -80,13 +80,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _embed(args: argparse.Namespace, out: pathlib.Path) -> int:
     from eva_coralbay.data import embed
-    from eva_coralbay.data.profile import profile_for_model
+    from eva_coralbay.data.profile import profile_of_model
     from eva_coralbay.data.readers import ScanReadError
     from eva_coralbay.data.scans import find_scans
 
     scans = find_scans(args.scans)
-    profile = profile_for_model(args.model)
     encoder = embed.load_model(args.model, args.checkpoint)
+    # An export records the profile it was pretrained with; --model names it otherwise.
+    profile = profile_of_model(encoder, args.model)
     embedder = embed.ScanEmbedder(
         encoder,
         profile,

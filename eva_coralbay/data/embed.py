@@ -161,8 +161,9 @@ def load_model(
         return load_encoder(checkpoint)
     from eva.vision.models.networks.backbones import backbone_registry
 
-    import eva_coralbay.models.registry  # noqa: F401  # registers radiology/coralbay*
+    from eva_coralbay.models.registry import register_models
 
+    register_models()
     return backbone_registry.get(model)()
 
 

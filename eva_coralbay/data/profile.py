@@ -9,6 +9,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from eva_coralbay.models import preprocessing
+from eva_coralbay.models.config import EncoderConfig
+
 if TYPE_CHECKING:
     from monai.data.meta_tensor import MetaTensor
     from monai.transforms.compose import Compose
@@ -249,47 +252,15 @@ def _float_tuple(value: Any, length: int, name: str) -> tuple[float, ...]:
     return floats
 
 
-CORALBAY_PROFILE = PreprocessingProfile(
-    orientation="RAS",
-    spacing=(1.5, 1.5, 1.5),
-    intensity_range=(-1000.0, 1000.0),
-    output_range=(0.0, 1.0),
-)
+CORALBAY_PROFILE = PreprocessingProfile.from_dict(preprocessing.CORALBAY)
 """CoralBay's published preprocessing: RAS, 1.5 mm isotropic, HU [-1000, 1000] -> [0, 1]."""
 
-EVA_RADIOLOGY_PROFILE = PreprocessingProfile(
-    orientation="SPL",
-    spacing=(1.5, 1.5, 1.5),
-    intensity_range=(-175.0, 250.0),
-    output_range=(0.0, 1.0),
-)
-"""What eva's 3D radiology configs (btcv, lits17, msd_task7_pancreas) give every backbone.
-
-eva's dataset loaders reorient NIfTI to PLS and move the superior axis first (`[T, H, W]` =
-superior, posterior, left: axis codes SPL); its configs then resample to 1.5 mm and scale
-HU [-175, 250] to [0, 1] with clipping, whatever the backbone.
-"""
-
-CORALBAY_MODEL_PREFIX = "radiology/coralbay"
-"""Registry names starting with this (coralbay, coralbay_random, ...) use CoralBay's profile."""
-
-EVA_RADIOLOGY_MODELS = (
-    "radiology/swin_unetr_encoder",
-    "radiology/voco_b",
-    "radiology/voco_l",
-    "radiology/voco_h",
-    "radiology/suprem_swin_unetr",
-    "radiology/suprem_segresnet",
-    "radiology/universal_swinunetr",
-)
-"""eva 0.4.5's own 3D radiology backbones, evaluated by its configs with `EVA_RADIOLOGY_PROFILE`."""
+EVA_RADIOLOGY_PROFILE = PreprocessingProfile.from_dict(preprocessing.EVA_RADIOLOGY)
+"""What eva's 3D radiology configs give every backbone (`models.preprocessing.EVA_RADIOLOGY`)."""
 
 
 def profile_for_model(model_name: str) -> PreprocessingProfile:
-    """Returns the preprocessing profile a registered model expects.
-
-    There is deliberately no fallback: an unknown model fed CoralBay's (or eva's) window would
-    embed plausibly but wrongly. Pass a `PreprocessingProfile` explicitly for other models.
+    """Returns the preprocessing profile a registry entry carries (`models.preprocessing`).
 
     Args:
         model_name: A backbone registry name, e.g. "radiology/coralbay" or "radiology/voco_b".
@@ -297,15 +268,32 @@ def profile_for_model(model_name: str) -> PreprocessingProfile:
     Raises:
         ValueError: For a name without a known profile; the message lists the known names.
     """
-    if model_name.startswith(CORALBAY_MODEL_PREFIX):
-        return CORALBAY_PROFILE
-    if model_name in EVA_RADIOLOGY_MODELS:
-        return EVA_RADIOLOGY_PROFILE
-    known = [f"{CORALBAY_MODEL_PREFIX}*", *EVA_RADIOLOGY_MODELS]
-    raise ValueError(
-        f"no preprocessing profile is known for model {model_name!r}; known: {', '.join(known)}. "
-        "Pass a PreprocessingProfile explicitly for other models."
-    )
+    return PreprocessingProfile.from_dict(preprocessing.of_registry_name(model_name))
+
+
+def profile_of_model(model: object, model_name: str) -> PreprocessingProfile:
+    """Returns the profile a built model carries, else the one of the entry it was built from.
+
+    An encoder loaded from an export carries the profile it was pretrained with in its
+    `config.json`; that one wins over the registry entry's, so a model pretrained at another
+    spacing or window is embedded the way it was trained.
+
+    Args:
+        model: The built model; a CoralBay encoder has a `config` (`EncoderConfig`).
+        model_name: The registry name it was built from (or that names its profile).
+
+    Raises:
+        ValueError: When the model carries no profile and the name has none either, or the
+            recorded profile is invalid.
+    """
+    config = getattr(model, "config", None)
+    recorded = config.preprocessing if isinstance(config, EncoderConfig) else None
+    if recorded is None:
+        return profile_for_model(model_name)
+    try:
+        return PreprocessingProfile.from_dict(recorded)
+    except ValueError as error:
+        raise ValueError(f"the model's config.json records an invalid profile: {error}") from error
 
 
 def resolve_profile(

@@ -7,6 +7,8 @@ import json
 import pathlib
 from typing import Any
 
+from eva_coralbay.models import preprocessing
+
 MODEL_TYPE = "coralbay"
 """The `model_type` written into every CoralBay `config.json`."""
 
@@ -40,6 +42,11 @@ class EncoderConfig:
             )
         if self.in_channels <= 0:
             raise ValueError(f"in_channels must be positive, got {self.in_channels}")
+
+    @property
+    def preprocessing(self) -> dict[str, Any] | None:
+        """The preprocessing profile the weights were trained with, when `config.json` has one."""
+        return preprocessing.of_config(self.extra)
 
     @property
     def embedding_dim(self) -> int:

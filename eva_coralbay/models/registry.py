@@ -172,6 +172,3 @@ class ModelFromRegistry(wrappers.ModelFromRegistry):
                 f"{self._model_name} built a {type(model).__name__}, not a torch.nn.Module"
             )
         return model
-
-
-register_models()

@@ -10,7 +10,7 @@ import pathlib
 import pickle
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import safetensors.torch
 import torch
@@ -27,7 +27,11 @@ from eva_coralbay.models.checkpoint_layouts import (
     unwrap_containers,
 )
 from eva_coralbay.models.config import EncoderConfig
-from eva_coralbay.models.encoder import CoralBayEncoder
+
+if TYPE_CHECKING:
+    # MONAI's blocks make the encoder module a 6 s import; exporting or reading weights
+    # does not need it.
+    from eva_coralbay.models.encoder import CoralBayEncoder
 
 __all__ = [
     "DEFAULT_SOURCE",
@@ -300,6 +304,8 @@ def load_weights_into(
 
 
 def _build_encoder(config: EncoderConfig, **encoder_kwargs: Any) -> CoralBayEncoder:
+    from eva_coralbay.models.encoder import CoralBayEncoder
+
     return CoralBayEncoder.from_config(config, **encoder_kwargs)
 
 

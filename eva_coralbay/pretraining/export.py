@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from eva_coralbay.data.profile import resolve_profile
+from eva_coralbay.models import preprocessing
 from eva_coralbay.models.config import EncoderConfig
 from eva_coralbay.models.weights import save_pretrained
 from eva_coralbay.pretraining.config import PretrainConfig
@@ -62,7 +63,7 @@ def export_encoder(
         use_v2=config.model.use_v2,
         in_channels=config.model.in_channels,
         extra={
-            "preprocessing": resolve_profile(config.data.profile).to_dict(),
+            preprocessing.CONFIG_KEY: resolve_profile(config.data.profile).to_dict(),
             "pretraining": {
                 "method": "dino",
                 "branch": branch,

@@ -8,15 +8,18 @@ import pytest
 import torch
 from monai.data.meta_tensor import MetaTensor
 
-from eva_coralbay.data import profile as profile_module
 from eva_coralbay.data.profile import (
     CORALBAY_PROFILE,
     EVA_RADIOLOGY_PROFILE,
     PreprocessingProfile,
     profile_for_model,
+    profile_of_model,
     resolve_profile,
 )
 from eva_coralbay.data.readers import read_label, read_scan
+from eva_coralbay.models import preprocessing
+from eva_coralbay.models.config import EncoderConfig
+from eva_coralbay.models.encoder import CoralBayEncoder
 
 
 def test_coralbay_profile_is_the_published_card() -> None:
@@ -103,29 +106,44 @@ def test_from_dict_rejects_unknown_keys() -> None:
 
 
 def test_profile_for_model() -> None:
-    assert profile_for_model("radiology/coralbay") is CORALBAY_PROFILE
-    assert profile_for_model("radiology/coralbay_random") is CORALBAY_PROFILE
-    for name in profile_module.EVA_RADIOLOGY_MODELS:
-        assert profile_for_model(name) is EVA_RADIOLOGY_PROFILE
-    with pytest.raises(ValueError, match=r"radiology/unknown.*radiology/coralbay\*.*voco_b"):
+    assert profile_for_model("radiology/coralbay") == CORALBAY_PROFILE
+    assert profile_for_model("radiology/coralbay_random") == CORALBAY_PROFILE
+    for name in preprocessing.EVA_RADIOLOGY_MODELS:
+        assert profile_for_model(name) == EVA_RADIOLOGY_PROFILE
+    with pytest.raises(ValueError, match=r"radiology/unknown.*radiology/coralbay.*voco_b"):
         profile_for_model("radiology/unknown")
-    assert resolve_profile("radiology/coralbay") is CORALBAY_PROFILE
+    assert resolve_profile("radiology/coralbay") == CORALBAY_PROFILE
     assert resolve_profile({"spacing": [2, 2, 2]}) == PreprocessingProfile(spacing=(2, 2, 2))
 
 
-def test_eva_models_listed_are_eva_backbones() -> None:
+def test_every_registry_entry_carries_its_profile() -> None:
     from eva.vision.models.networks.backbones.registry import backbone_registry
 
+    from eva_coralbay.models import registry
+
+    registry.register_models()
     registered = set(backbone_registry.entries())
-    assert set(profile_module.EVA_RADIOLOGY_MODELS) <= registered
-    # Every radiology backbone eva registers has a profile.
-    eva_radiology = {
-        name
-        for name in registered
-        if name.startswith("radiology/")
-        and not name.startswith(profile_module.CORALBAY_MODEL_PREFIX)
-    }
-    assert eva_radiology <= set(profile_module.EVA_RADIOLOGY_MODELS)
+    assert set(preprocessing.EVA_RADIOLOGY_MODELS) <= registered
+    # Every radiology backbone eva registers, and every entry of ours, has a profile.
+    radiology = {name for name in registered if name.startswith("radiology/")}
+    assert radiology == set(preprocessing.BY_REGISTRY_NAME)
+    assert set(registry.ENTRIES) <= set(preprocessing.BY_REGISTRY_NAME)
+
+
+def test_an_exported_model_carries_its_own_profile() -> None:
+    trained_at_2mm = PreprocessingProfile(spacing=(2, 2, 2), intensity_range=(-500, 500))
+    exported = CoralBayEncoder.from_config(
+        EncoderConfig(feature_size=12, extra={"preprocessing": trained_at_2mm.to_dict()})
+    )
+    untagged = CoralBayEncoder.from_config(EncoderConfig(feature_size=12))
+
+    assert profile_of_model(exported, "radiology/coralbay") == trained_at_2mm
+    assert profile_of_model(untagged, "radiology/coralbay") == CORALBAY_PROFILE
+    broken = CoralBayEncoder.from_config(
+        EncoderConfig(feature_size=12, extra={"preprocessing": {"window": [0, 1]}})
+    )
+    with pytest.raises(ValueError, match=r"config\.json records an invalid profile.*window"):
+        profile_of_model(broken, "radiology/coralbay")
 
 
 def test_profile_transforms_match_eva_spacing_and_scaling(

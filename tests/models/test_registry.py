@@ -24,9 +24,18 @@ CONFIG = pathlib.Path(__file__).parent / "configs" / "coralbay_random_segmentati
 REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def test_importing_the_package_registers_both_models() -> None:
-    assert backbone_registry.get("radiology/coralbay") is registry.coralbay
-    assert backbone_registry.get("radiology/coralbay_random") is registry.coralbay_random
+def test_importing_registers_nothing_and_register_models_registers_both() -> None:
+    code = (
+        "from eva.vision.models.networks.backbones import backbone_registry\n"
+        "import eva_coralbay.models\n"
+        "from eva_coralbay.models import registry\n"
+        "names = ('radiology/coralbay', 'radiology/coralbay_random')\n"
+        "print([name in backbone_registry.entries() for name in names])\n"
+        "registry.register_models()\n"
+        "print([backbone_registry.get(name) is registry.ENTRIES[name] for name in names])\n"
+    )
+
+    assert run_python(code).split() == ["[False,", "False]", "[True,", "True]"]
 
 
 def test_registration_is_idempotent(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -143,7 +152,16 @@ def test_eva_print_config_accepts_the_plugin_encoder(
 
 
 @pytest.mark.parametrize(
-    "module", ["eva_coralbay", "eva_coralbay._io", "eva_coralbay.tasks", "tools.configs"]
+    "module",
+    [
+        "eva_coralbay",
+        "eva_coralbay._io",
+        "eva_coralbay.tasks",
+        "tools.configs",
+        "eva_coralbay.models",
+        "eva_coralbay.models.preprocessing",
+        "eva_coralbay.data.profile",
+    ],
 )
 def test_importing_the_torch_free_modules_stays_light(module: str) -> None:
     code = f"import sys, {module}; print(','.join(m for m in ('torch', 'eva') if m in sys.modules))"
@@ -164,3 +182,10 @@ def test_save_and_register_round_trip_through_the_registry(tmp_path: pathlib.Pat
         embedding = wrapper(checkpoints.random_input())
     expected = checkpoints.reference_maps(source)[-1].mean(dim=(2, 3, 4))
     torch.testing.assert_close(embedding, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_every_lazy_name_of_the_package_resolves() -> None:
+    for name in eva_coralbay.models.__all__:
+        assert getattr(eva_coralbay.models, name).__name__ == name
+    with pytest.raises(AttributeError, match="no attribute 'coralbay_encoder'"):
+        _ = eva_coralbay.models.coralbay_encoder  # type: ignore[attr-defined]

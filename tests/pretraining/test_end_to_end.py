@@ -8,7 +8,8 @@ from eva.vision.models.networks.backbones import backbone_registry
 from eva.vision.models.networks.backbones.radiology import SwinUNETREncoder
 
 from eva_coralbay import cli
-from eva_coralbay.models import load_encoder
+from eva_coralbay.data.profile import CORALBAY_PROFILE, profile_of_model
+from eva_coralbay.models import load_encoder, register_models
 
 REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[2]
 SMOKE = REPOSITORY_ROOT / "configs" / "pretrain" / "smoke.yaml"
@@ -70,9 +71,12 @@ def test_smoke_config_pretrains_in_bf16_resumes_and_exports_a_loadable_encoder(
     assert {path.name for path in export.iterdir()} == {"model.safetensors", "config.json"}
     encoder = load_encoder(export)
     assert encoder.config.feature_size == 12
+    # The export carries the profile it was pretrained with; it wins over the name's (eva's).
+    assert profile_of_model(encoder, "radiology/voco_b") == CORALBAY_PROFILE
     for key, value in encoder.state_dict().items():
         assert value.dtype == teacher[key].dtype, key  # float32 (int64 for the bias index)
         torch.testing.assert_close(value, teacher[key], rtol=0, atol=0, msg=key)
+    register_models()
     from_registry = backbone_registry.get("radiology/coralbay")(checkpoint=str(export))
     # eva's own SwinUNETR encoder, given the teacher's weights, is the numerical peer.
     peer = SwinUNETREncoder(feature_size=12)
