@@ -16,28 +16,13 @@ from torchmetrics.functional.segmentation import dice_score
 from typing_extensions import override
 
 from eva_coralbay import _io
+from eva_coralbay.tasks import per_case_format
 
-PER_CASE_FILENAME = "per_case_scores.parquet"
+PER_CASE_FILENAME = per_case_format.FILENAME
 """The session-level file name, beside eva's results.json."""
 
-COLUMNS = [
-    "run",
-    "stage",
-    "dataloader",
-    "case_id",
-    "class_index",
-    "class",
-    "metric",
-    "score",
-    "predicted_index",
-]
-"""The columns of a per-case score table (the leaderboard's per-case format: `case_id`, `class`,
-`score`, with `run` and `stage`).
-
-Segmentation: one row per (run, stage, case, foreground class), metric "dice".
-Classification: one row per (run, stage, case), metric "correct", `class` / `class_index` the
-target and `predicted_index` the prediction (empty for segmentation).
-"""
+COLUMNS = list(per_case_format.WRITTEN_COLUMNS)
+"""The columns of a per-case score table (`tasks.per_case_format`, which the leaderboard reads)."""
 
 _RUN_DIRECTORY = re.compile(r"^run_(\d+)$")
 

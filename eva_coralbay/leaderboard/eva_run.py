@@ -19,10 +19,11 @@ import yaml
 from eva_coralbay.leaderboard import tasks
 from eva_coralbay.leaderboard.errors import LeaderboardError
 from eva_coralbay.leaderboard.schema import is_finite_number
+from eva_coralbay.tasks import per_case_format
 
 RESULTS_FILE = "results.json"
 CONFIG_FILE = "config.yaml"
-PER_CASE_FILE = "per_case_scores.parquet"
+PER_CASE_FILE = per_case_format.FILENAME
 """Per-case, per-class scores the plugin's configs write beside results.json."""
 
 STAGES = ("test", "val")

@@ -1,14 +1,7 @@
-"""Per-case score files: one row per (case, class) with the case's score for that class.
+"""Checks and reads per-case score files (format: `eva_coralbay.tasks.per_case_format`).
 
-Columns: `case_id` (string or integer), `class` (string or integer) and `score` (float; NaN or
-null where the score is undefined, e.g. Dice of a class absent from both prediction and label;
-pandas writes NaN as null).
-Optional: `run` (integer; rows of several runs are averaged per case and class) and `stage`
-(`val` / `test`; only rows of the submission's stage are used).
-
-For segmentation a row is one class's Dice on one scan; for classification a row is one scan,
-its true class and a score of 1 (correct) or 0. The task's statistic is then, for both, the
-mean over classes of the mean over cases: macro Dice, or balanced accuracy.
+The task's statistic is, for segmentation and classification alike, the mean over classes of
+the mean over cases: macro Dice, or balanced accuracy.
 """
 
 from __future__ import annotations
@@ -18,12 +11,10 @@ from typing import TYPE_CHECKING
 
 from eva_coralbay.leaderboard.errors import LeaderboardError
 from eva_coralbay.leaderboard.metrics import Metric
+from eva_coralbay.tasks.per_case_format import REQUIRED_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd
-
-REQUIRED_COLUMNS = ("case_id", "class", "score")
-OPTIONAL_COLUMNS = ("run", "stage")
 
 
 def check_file(path: pathlib.Path, metric: Metric) -> None:

@@ -9,6 +9,21 @@ from typing import Any
 
 from eva_coralbay.models import preprocessing
 
+PATCH_SIZE = 2
+"""Edge of the cubic patches the patch embedding turns into tokens."""
+
+WINDOW_SIZE = (7, 7, 7)
+"""Attention window of every stage (shrunk per dimension where the feature map is smaller)."""
+
+DEPTHS = (2, 2, 2, 2)
+"""Swin blocks per stage; the second block of each stage uses shifted windows."""
+
+NUM_HEADS = (3, 6, 12, 24)
+"""Attention heads per stage."""
+
+SIZE_MULTIPLE = PATCH_SIZE * 2 ** len(DEPTHS)
+"""Input sides must be multiples of this: the patch embedding and one merging per stage."""
+
 MODEL_TYPE = "coralbay"
 """The `model_type` written into every CoralBay `config.json`."""
 
@@ -61,11 +76,7 @@ class EncoderConfig:
             "feature_size": self.feature_size,
             "use_v2": self.use_v2,
             "in_channels": self.in_channels,
-            "spatial_dims": 3,
-            "patch_size": 2,
-            "window_size": 7,
-            "depths": [2, 2, 2, 2],
-            "num_heads": [3, 6, 12, 24],
+            **_fixed_design(),
         }
 
     @classmethod
@@ -79,13 +90,7 @@ class EncoderConfig:
         Raises:
             ValueError: When a key is missing or describes an architecture this encoder is not.
         """
-        fixed = {
-            "spatial_dims": 3,
-            "patch_size": 2,
-            "window_size": 7,
-            "depths": [2, 2, 2, 2],
-            "num_heads": [3, 6, 12, 24],
-        }
+        fixed = _fixed_design()
         for key, expected in fixed.items():
             if key in values and values[key] != expected:
                 raise ValueError(
@@ -121,3 +126,14 @@ class EncoderConfig:
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a JSON object, got {type(values).__name__}")
         return cls.from_dict(values, source=str(path))
+
+
+def _fixed_design() -> dict[str, Any]:
+    """The SwinUNETR design every checkpoint shares, as `config.json` spells it."""
+    return {
+        "spatial_dims": 3,
+        "patch_size": PATCH_SIZE,
+        "window_size": WINDOW_SIZE[0],
+        "depths": list(DEPTHS),
+        "num_heads": list(NUM_HEADS),
+    }

@@ -12,11 +12,8 @@ from torch import nn
 from typing_extensions import override
 
 from eva_coralbay.models import swin3d
-from eva_coralbay.models.config import EncoderConfig
+from eva_coralbay.models.config import SIZE_MULTIPLE, EncoderConfig
 from eva_coralbay.models.conv_blocks import run_unetr_block
-
-SIZE_MULTIPLE = 2 ** (1 + len(swin3d.DEPTHS))
-"""Spatial sizes must be multiples of this: the patch embedding and four merges halve them."""
 
 EmbeddingsType = Literal["multiscale", "head"]
 

@@ -13,19 +13,9 @@ from torchvision import ops
 from typing_extensions import override
 
 from eva_coralbay.models import conv_blocks, window_attention, windows
+from eva_coralbay.models.config import DEPTHS, NUM_HEADS, PATCH_SIZE, WINDOW_SIZE
 
-PATCH_SIZE = 2
-"""Edge of the cubic patches the patch embedding turns into tokens."""
-
-WINDOW_SIZE = (7, 7, 7)
-"""Attention window of every stage (shrunk per dimension where the feature map is smaller)."""
-
-DEPTHS = (2, 2, 2, 2)
-"""Swin blocks per stage; the second block of each stage uses shifted windows."""
-
-NUM_HEADS = (3, 6, 12, 24)
-"""Attention heads per stage."""
-
+__all__ = ["DEPTHS", "NUM_HEADS", "PATCH_SIZE", "WINDOW_SIZE"]
 
 _MERGING_OFFSETS = (
     (0, 0, 0),

@@ -12,8 +12,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-CROP_MULTIPLE = 32
-"""Crop sides must be multiples of the encoder's total downsampling (patch 2, four mergings)."""
+from eva_coralbay.models.config import SIZE_MULTIPLE
 
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 """Accepted `trainer.precision`: the teacher's EMA and the optimiser state stay in float32, so
@@ -315,10 +314,10 @@ def _crop_shape(name: str, size: Any) -> list[int]:
         raise ValueError(f"{name} must be a positive int or three positive ints, got {size!r}")
     # The encoder downsamples by 32; at a 1-voxel deepest map instance norm cannot train and
     # the 16F-channel block of the multi-scale embedding would be constant.
-    if any(side % CROP_MULTIPLE for side in shape) or math.prod(shape) < 2 * CROP_MULTIPLE**3:
+    if any(side % SIZE_MULTIPLE for side in shape) or math.prod(shape) < 2 * SIZE_MULTIPLE**3:
         raise ValueError(
-            f"{name} must have sides that are multiples of {CROP_MULTIPLE} and be larger than "
-            f"{CROP_MULTIPLE}^3 (the encoder downsamples by {CROP_MULTIPLE} and its deepest "
+            f"{name} must have sides that are multiples of {SIZE_MULTIPLE} and be larger than "
+            f"{SIZE_MULTIPLE}^3 (the encoder downsamples by {SIZE_MULTIPLE} and its deepest "
             f"instance norm needs more than one voxel), got {size!r}"
         )
     return shape

@@ -14,8 +14,8 @@ from torch import nn
 from typing_extensions import override
 
 from eva_coralbay.models import swin3d
-from eva_coralbay.models.config import EncoderConfig
-from eva_coralbay.models.encoder import SIZE_MULTIPLE, CoralBayEncoder, upsample_mask
+from eva_coralbay.models.config import SIZE_MULTIPLE, EncoderConfig
+from eva_coralbay.models.encoder import CoralBayEncoder, upsample_mask
 from eva_coralbay.pretraining import losses, masking
 from eva_coralbay.pretraining.config import PretrainConfig
 from eva_coralbay.pretraining.head import DINOHead
