@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from eva_coralbay.models import preprocessing
-from eva_coralbay.models.config import EncoderConfig
+from eva_coralbay.models.architecture import EncoderConfig
 
 if TYPE_CHECKING:
     from monai.data.meta_tensor import MetaTensor

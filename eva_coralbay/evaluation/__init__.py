@@ -5,10 +5,10 @@ that works with one validation case, and the rotation augmentation in the profil
 Importing this package changes nothing in eva.
 """
 
-from eva_coralbay.evaluation.metrics import PerClassDiceScore
+from eva_coralbay.evaluation.augmentations import RandRotate90Axial
+from eva_coralbay.evaluation.dice import PerClassDiceScore
 from eva_coralbay.evaluation.per_case import PerCaseScores
 from eva_coralbay.evaluation.recorder import NanSafeResults, install_nan_safe_recorder
-from eva_coralbay.evaluation.transforms import RandRotate90Axial
 
 __all__ = [
     "NanSafeResults",

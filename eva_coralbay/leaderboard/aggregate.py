@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from eva_coralbay.leaderboard import per_case, schema, stats, tasks
+from eva_coralbay.leaderboard import case_scores, schema, stats, tasks
 from eva_coralbay.leaderboard.errors import LeaderboardError
 from eva_coralbay.leaderboard.store import Store
 
@@ -225,6 +225,6 @@ def _ties(frame: pd.DataFrame, best_model: pd.Series, store: Store) -> pd.DataFr
 def _read_scores(store: Store, model_id: Any, relative: Any, stage: Any) -> pd.DataFrame:
     path = store.submissions / str(model_id) / str(relative)
     try:
-        return per_case.load_scores(path, None if stage is None else str(stage))
+        return case_scores.load_scores(path, None if stage is None else str(stage))
     except (OSError, ValueError, KeyError) as error:
         raise LeaderboardError(f"{path}: cannot read per-case scores ({error})") from None

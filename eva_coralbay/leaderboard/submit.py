@@ -11,7 +11,7 @@ from typing import Any
 
 import eva_coralbay
 from eva_coralbay import _io
-from eva_coralbay.leaderboard import eva_run, ids, per_case, protocol, schema, tasks
+from eva_coralbay.leaderboard import case_scores, eva_run, ids, protocol, schema, tasks
 from eva_coralbay.leaderboard.errors import LeaderboardError
 from eva_coralbay.leaderboard.store import Store, WriteResult
 
@@ -147,7 +147,7 @@ def submit_run(
     per_case_path = per_case_path or run.per_case_path
     per_case_sha = None
     if per_case_path is not None:
-        per_case.check_file(per_case_path, task.metric_spec)
+        case_scores.check_file(per_case_path, task.metric_spec)
         per_case_sha = _io.sha256_of(per_case_path)
     record = {
         "schema_version": schema.SCHEMA_VERSION,

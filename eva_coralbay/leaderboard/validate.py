@@ -6,7 +6,7 @@ import collections
 import pathlib
 
 from eva_coralbay import _io
-from eva_coralbay.leaderboard import build, load, per_case, store, tasks
+from eva_coralbay.leaderboard import build, case_scores, load, store, tasks
 from eva_coralbay.leaderboard.errors import LeaderboardError
 
 
@@ -52,7 +52,7 @@ def validate(root: pathlib.Path) -> list[str]:
             problems.append(f"{file}: sha256 differs from per_case_sha256 in {path}")
             continue
         try:
-            per_case.check_file(file, tasks.get_task(record["task_id"]).metric_spec)
+            case_scores.check_file(file, tasks.get_task(record["task_id"]).metric_spec)
         except LeaderboardError as error:
             problems.append(str(error))
     problems += [

@@ -13,8 +13,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from eva_coralbay.models.architecture import EncoderConfig
     from eva_coralbay.models.checkpoint_layouts import CheckpointError
-    from eva_coralbay.models.config import EncoderConfig
     from eva_coralbay.models.encoder import CoralBayEncoder
     from eva_coralbay.models.registry import ModelFromRegistry, register_models
     from eva_coralbay.models.weights import (
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 _HOMES = {
     "CheckpointError": "checkpoint_layouts",
     "CoralBayEncoder": "encoder",
-    "EncoderConfig": "config",
+    "EncoderConfig": "architecture",
     "ModelFromRegistry": "registry",
     "infer_config": "weights",
     "load_encoder": "weights",

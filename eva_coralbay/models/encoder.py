@@ -12,7 +12,7 @@ from torch import nn
 from typing_extensions import override
 
 from eva_coralbay.models import swin3d
-from eva_coralbay.models.config import SIZE_MULTIPLE, EncoderConfig
+from eva_coralbay.models.architecture import SIZE_MULTIPLE, EncoderConfig
 from eva_coralbay.models.conv_blocks import run_unetr_block
 
 EmbeddingsType = Literal["multiscale", "head"]

@@ -13,7 +13,7 @@ from torchvision import ops
 from typing_extensions import override
 
 from eva_coralbay.models import conv_blocks, window_attention, windows
-from eva_coralbay.models.config import DEPTHS, NUM_HEADS, PATCH_SIZE, WINDOW_SIZE
+from eva_coralbay.models.architecture import DEPTHS, NUM_HEADS, PATCH_SIZE, WINDOW_SIZE
 
 __all__ = ["DEPTHS", "NUM_HEADS", "PATCH_SIZE", "WINDOW_SIZE"]
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from eva_coralbay import _io
 from eva_coralbay.models import checkpoint_sources
+from eva_coralbay.models.architecture import EncoderConfig
 from eva_coralbay.models.checkpoint_layouts import (
     CheckpointError,
     EncoderWeights,
@@ -26,7 +27,6 @@ from eva_coralbay.models.checkpoint_layouts import (
     owning_module,
     unwrap_containers,
 )
-from eva_coralbay.models.config import EncoderConfig
 
 if TYPE_CHECKING:
     # MONAI's blocks make the encoder module a 6 s import; exporting or reading weights

@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from eva_coralbay.models.config import SIZE_MULTIPLE
+from eva_coralbay.models.architecture import SIZE_MULTIPLE
 
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 """Accepted `trainer.precision`: the teacher's EMA and the optimiser state stay in float32, so

@@ -10,7 +10,7 @@ import torch
 
 from eva_coralbay.data.profile import resolve_profile
 from eva_coralbay.models import preprocessing
-from eva_coralbay.models.config import EncoderConfig
+from eva_coralbay.models.architecture import EncoderConfig
 from eva_coralbay.models.weights import save_pretrained
 from eva_coralbay.pretraining.config import PretrainConfig
 

@@ -14,7 +14,7 @@ from torch import nn
 from typing_extensions import override
 
 from eva_coralbay.models import swin3d
-from eva_coralbay.models.config import SIZE_MULTIPLE, EncoderConfig
+from eva_coralbay.models.architecture import SIZE_MULTIPLE, EncoderConfig
 from eva_coralbay.models.encoder import CoralBayEncoder, upsample_mask
 from eva_coralbay.pretraining import losses, masking
 from eva_coralbay.pretraining.config import PretrainConfig

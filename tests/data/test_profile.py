@@ -18,7 +18,7 @@ from eva_coralbay.data.profile import (
 )
 from eva_coralbay.data.readers import read_label, read_scan
 from eva_coralbay.models import preprocessing
-from eva_coralbay.models.config import EncoderConfig
+from eva_coralbay.models.architecture import EncoderConfig
 from eva_coralbay.models.encoder import CoralBayEncoder
 
 

@@ -20,7 +20,7 @@ from torchvision import tv_tensors
 
 from eva_coralbay.data.profile import CORALBAY_PROFILE, EVA_RADIOLOGY_PROFILE
 from eva_coralbay.evaluation import PerCaseScores, PerClassDiceScore, RandRotate90Axial
-from eva_coralbay.evaluation.transforms import axial_axes
+from eva_coralbay.evaluation.augmentations import axial_axes
 
 
 def _one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils import data as torch_data
 
 from eva_coralbay.evaluation import PerCaseScores
-from eva_coralbay.leaderboard import per_case as leaderboard_per_case
+from eva_coralbay.leaderboard import case_scores
 from eva_coralbay.leaderboard.metrics import METRICS
 
 # TotalSegmentator v2 ids of the organs kept in this 4-class task.
@@ -83,8 +83,8 @@ def test_per_case_dice_matches_direct_computation(
     assert set(table["stage"]) == {"val"} and set(table["run"]) == {0}
     assert table["score"].notna().sum() >= len(dataset)
     # The leaderboard accepts the file as a submission's per-case scores.
-    leaderboard_per_case.check_file(session_file, METRICS["dice"])
-    by_case = leaderboard_per_case.load_scores(session_file, stage="val")
+    case_scores.check_file(session_file, METRICS["dice"])
+    by_case = case_scores.load_scores(session_file, stage="val")
     assert by_case.shape == (len(dataset), len(ORGANS))
 
     module.eval()

@@ -9,7 +9,7 @@ import torch
 from eva.vision.models.networks.backbones.radiology.swin_unetr import SwinUNETREncoder
 from monai.inferers.inferer import SlidingWindowInferer
 
-from eva_coralbay.models.config import EncoderConfig
+from eva_coralbay.models.architecture import EncoderConfig
 from eva_coralbay.models.encoder import CoralBayEncoder, check_spatial_shape
 from tests.models.swin_parity import randomise
 

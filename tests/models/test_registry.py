@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 
 import eva_coralbay.models
 from eva_coralbay.models import registry, weights
+from eva_coralbay.models.architecture import EncoderConfig
 from eva_coralbay.models.checkpoint_layouts import CheckpointError
-from eva_coralbay.models.config import EncoderConfig
 from tests.conftest import run_python
 from tests.evaluation import eva_runs
 from tests.models import swinunetr_checkpoints as checkpoints

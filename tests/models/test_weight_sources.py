@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from eva_coralbay.models import weights
+from eva_coralbay.models.architecture import EncoderConfig
 from eva_coralbay.models.checkpoint_layouts import CheckpointError
-from eva_coralbay.models.config import EncoderConfig
 from tests.models import swinunetr_checkpoints as checkpoints
 from tests.models.hub_cache import prepare_hub_cache, use_offline_hub_cache
 

@@ -16,8 +16,8 @@ from loguru import logger
 from torch import nn
 
 from eva_coralbay.models import weights
+from eva_coralbay.models.architecture import EncoderConfig
 from eva_coralbay.models.checkpoint_layouts import CheckpointError
-from eva_coralbay.models.config import EncoderConfig
 from tests.models import swinunetr_checkpoints as checkpoints
 
 

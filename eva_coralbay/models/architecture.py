@@ -1,4 +1,4 @@
-"""The architecture description stored as `config.json` beside CoralBay weights."""
+"""A CoralBay encoder's architecture: the fixed SwinUNETR design and its `config.json`."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eva_coralbay.leaderboard import LeaderboardError, get_metric, per_case
+from eva_coralbay.leaderboard import LeaderboardError, case_scores, get_metric
 
 
 def test_load_scores_matches_a_pandas_pivot(tmp_path: pathlib.Path) -> None:
@@ -25,7 +25,7 @@ def test_load_scores_matches_a_pandas_pivot(tmp_path: pathlib.Path) -> None:
         .astype({"case_id": str, "class": str})
         .pivot_table(index="case_id", columns="class", values="score", aggfunc="mean")
     )
-    got = per_case.load_scores(path, "test")
+    got = case_scores.load_scores(path, "test")
     pd.testing.assert_frame_equal(
         got, expected, check_names=False, check_index_type=False, check_column_type=False
     )
@@ -34,7 +34,7 @@ def test_load_scores_matches_a_pandas_pivot(tmp_path: pathlib.Path) -> None:
 def test_check_file_accepts_integer_ids_and_null_scores(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "scores.parquet"
     pd.DataFrame({"case_id": [1, 2], "class": [0, 1], "score": [1.0, None]}).to_parquet(path)
-    per_case.check_file(path, get_metric("balanced_accuracy"))
+    case_scores.check_file(path, get_metric("balanced_accuracy"))
     pd.DataFrame({"case_id": [1, None], "class": [0, 1], "score": [1, 0]}).to_parquet(path)
     with pytest.raises(LeaderboardError, match="null case_id"):
-        per_case.check_file(path, get_metric("balanced_accuracy"))
+        case_scores.check_file(path, get_metric("balanced_accuracy"))
