@@ -87,7 +87,7 @@ class MSDAdapter(base.SegmentationAdapter):
         if not path.is_file():
             return [Problem(str(path), "missing: every Decathlon task ships a dataset.json")]
         try:
-            labels = decathlon_format.label_names(json.loads(path.read_text()))
+            labels = decathlon_format.label_names(json.loads(path.read_text()), path)
         except (ValueError, KeyError, TypeError) as error:
             return [Problem(str(path), f"not a Decathlon dataset.json ({error})")]
         if len(labels) != len(self.native_classes):
