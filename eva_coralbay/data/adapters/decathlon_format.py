@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+from typing_extensions import override
+
 from eva_coralbay.data.adapters import base
 from eva_coralbay.data.adapters.validation import LabelPart, Problem
 from eva_coralbay.tasks import vocabulary
@@ -19,6 +21,25 @@ SPLITS_FILE = "splits_final.json"
 dataset.json: a list of folds, each `{"train": [case ids], "val": [case ids]}`."""
 
 _CHANNEL_SUFFIX = re.compile(r"_\d{4}$")
+
+
+class MetadataError(ValueError):
+    """A metadata file (dataset.json, splits_final.json) that cannot be used; `str` names it."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        """Initializes the error.
+
+        Args:
+            path: The file.
+            reason: What is wrong with it.
+        """
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+    def problem(self) -> Problem:
+        """The error as a validation problem, for adapters that report rather than raise."""
+        return Problem(str(self.path), self.reason)
 
 
 class DecathlonFormat(base.SegmentationAdapter):
@@ -35,7 +56,7 @@ class DecathlonFormat(base.SegmentationAdapter):
     names are the labels' names in lowercase snake_case, which are the canonical vocabulary's
     names where they match ("Spleen" -> "spleen"; see `canonical_names`). The cases are the
     `training` entries of dataset.json, or, when it lists none (nnU-Net v2), every label map in
-    labelsTr.
+    labelsTr; macOS "._" files are ignored.
 
     The split is never drawn at random. The validation cases are, in order of precedence:
 
@@ -45,6 +66,10 @@ class DecathlonFormat(base.SegmentationAdapter):
     - nnU-Net's `splits_final.json` beside dataset.json, fold `fold` (default 0).
 
     Every other labelled case is a training case. Without either file, `configure` raises.
+
+    A public benchmark in this layout (the Decathlon tasks, see `msd.MSDAdapter`) is a subclass
+    that fixes what a user dataset declares: the task folder, the class map and the validation
+    cases (the hooks `task_dir`, `bind_dataset`, `dataset_json` and `validation_ids`).
     """
 
     task_id: ClassVar[str] = "decathlon_format"
@@ -107,61 +132,147 @@ Put your dataset in the Decathlon / nnU-Net raw layout: ROOT/dataset.json with `
             allow_incomplete=allow_incomplete,
         )
         self._fold = fold
-        self._task_dir = _find_task_dir(Path(root))
-        self._dataset_json = _read_json(self._task_dir / DATASET_JSON)
-        names = _native_names(self._dataset_json, self._task_dir / DATASET_JSON)
-        if num_classes is not None and num_classes != len(names):
-            raise ValueError(
-                f"{self._task_dir / DATASET_JSON}: declares {len(names)} labels {names} "
-                f"(background included), the config expects num_classes={num_classes}"
-            )
-        # Per-dataset values of what a benchmark adapter declares per class: the base class reads
-        # them through `self`, and the cache keys its folder on `task_id`.
-        self.native_classes = tuple(names)  # pyright: ignore[reportAttributeAccessIssue]
-        try:
-            canonical = canonical_names(names)
-        except ValueError as error:
-            raise ValueError(f"{self._task_dir / DATASET_JSON}: {error}") from None
-        self.canonical_classes = canonical  # pyright: ignore[reportAttributeAccessIssue]
-        self.task_id = _cache_key(self._task_dir)  # pyright: ignore[reportAttributeAccessIssue]
+        self.bind_dataset(num_classes)
+
+    # ----------------------------------------------------------------------------------------
+    # What a benchmark in this layout fixes instead of reading it (see `msd.MSDAdapter`).
 
     @property
     def task_dir(self) -> Path:
-        """The folder holding dataset.json."""
-        return self._task_dir
+        """The folder holding dataset.json: `root`, or its only sub-folder that holds one.
+
+        Raises:
+            MetadataError: When there is no such folder, or several.
+        """
+        return find_task_dir(self.root)
+
+    def bind_dataset(self, num_classes: int | None) -> None:
+        """Takes what a user dataset declares itself: its class names and its cache key.
+
+        Args:
+            num_classes: The number of labels the config expects; None: no check.
+
+        Raises:
+            ValueError: When dataset.json is missing or unreadable, its labels malformed, or
+                their number differs from `num_classes`.
+        """
+        task_dir = self.task_dir
+        path = task_dir / DATASET_JSON
+        names = label_names(self.dataset_json(task_dir), path)
+        if num_classes is not None and num_classes != len(names):
+            raise MetadataError(
+                path,
+                f"declares {len(names)} labels {names} (background included), the config "
+                f"expects num_classes={num_classes}",
+            )
+        try:
+            canonical = canonical_names(names)
+        except ValueError as error:
+            raise MetadataError(path, str(error)) from None
+        # Per-dataset values of what a benchmark adapter declares per class: the base class reads
+        # them through `self`, and the cache keys its folder on `task_id`.
+        self.native_classes = tuple(names)  # pyright: ignore[reportAttributeAccessIssue]
+        self.canonical_classes = canonical  # pyright: ignore[reportAttributeAccessIssue]
+        self.task_id = _cache_key(task_dir)  # pyright: ignore[reportAttributeAccessIssue]
+
+    def dataset_json(self, task_dir: Path) -> dict[str, Any]:
+        """The task folder's dataset.json, parsed.
+
+        Raises:
+            MetadataError: When it is missing, unreadable or not a JSON object.
+        """
+        return read_dataset_json(task_dir)
+
+    def validation_ids(
+        self, task_dir: Path, dataset_json: dict[str, Any], known: set[str]
+    ) -> set[str]:
+        """The validation cases: dataset.json's `validation` list, else nnU-Net's split file.
+
+        Args:
+            task_dir: The folder holding dataset.json.
+            dataset_json: Its content.
+            known: The labelled cases' ids.
+
+        Raises:
+            MetadataError: When no validation split is defined, or it names unknown cases.
+        """
+        listed = dataset_json.get("validation")
+        if listed is not None:
+            source = task_dir / DATASET_JSON
+            if not isinstance(listed, list):
+                raise MetadataError(source, "`validation` must be a list of case ids")
+            val_ids = {_entry_case_id(entry) for entry in listed}
+        elif (task_dir / SPLITS_FILE).is_file():
+            source = task_dir / SPLITS_FILE
+            folds = read_json(source)
+            if not isinstance(folds, list) or not 0 <= self._fold < len(folds):
+                raise MetadataError(
+                    source,
+                    f"expected a list of folds holding fold {self._fold} (nnU-Net's "
+                    "splits_final.json)",
+                )
+            val_ids = {case_id_of(str(entry)) for entry in folds[self._fold].get("val", [])}
+        else:
+            raise MetadataError(
+                task_dir / DATASET_JSON,
+                f"no validation split. Add a `validation` list of case ids to dataset.json, or "
+                f"put nnU-Net's {SPLITS_FILE} beside it; the cases are never split at random.",
+            )
+        unknown = sorted(val_ids - known, key=base.natural_key)
+        if unknown:
+            raise MetadataError(source, f"validation cases {unknown} are not labelled cases")
+        return val_ids
+
+    # ----------------------------------------------------------------------------------------
+    # The layout, read the same way for every dataset.
 
     @property
     def dataset_name(self) -> str:
         """dataset.json's `name`, else the folder's name."""
-        return str(self._dataset_json.get("name") or self._task_dir.name)
+        task_dir = self.task_dir
+        return str(self.dataset_json(task_dir).get("name") or task_dir.name)
 
+    @override
     def layout(self) -> str:
         """The layout read."""
         return "dataset.json + imagesTr/<case>[_0000].nii.gz + labelsTr/<case>.nii.gz"
 
+    @override
     def catalogue(self) -> list[base.Case]:
-        """Every labelled case with its split.
+        """Every labelled case with its split, plus validation cases a fixed split names.
 
         Raises:
             ValueError: When no validation split is defined, or it names unknown cases.
         """
-        cases = self._labelled_cases()
-        val_ids = self._validation_ids(set(cases))
+        task_dir = self.task_dir
+        dataset_json = self.dataset_json(task_dir)
+        cases = self.labelled_cases(task_dir, dataset_json)
+        val_ids = self.validation_ids(task_dir, dataset_json, set(cases))
+        suffix = file_ending(dataset_json)
+        for case_id in val_ids - cases.keys():
+            # Only a fixed split names cases that are not there: listed with the Decathlon's file
+            # names, so that `validate` reports them missing.
+            listed = task_dir / "imagesTr" / f"{case_id}{suffix}"
+            label = task_dir / "labelsTr" / f"{case_id}{suffix}"
+            cases[case_id] = (image_path(task_dir, listed, case_id, suffix), label)
         return [
             base.Case(
                 case_id=case_id,
                 split="val" if case_id in val_ids else "train",
-                image=image,
-                labels=(LabelPart(label),),
+                image=cases[case_id][0],
+                labels=(LabelPart(cases[case_id][1]),),
             )
-            for case_id, (image, label) in cases.items()
+            for case_id in sorted(cases, key=base.natural_key)
         ]
 
+    @override
     def check_metadata(self) -> list[Problem]:
         """Checks that the dataset is single-channel and that both splits have cases."""
         problems = []
-        path = str(self._task_dir / DATASET_JSON)
-        channels = self._dataset_json.get("channel_names") or self._dataset_json.get("modality")
+        task_dir = self.task_dir
+        path = str(task_dir / DATASET_JSON)
+        dataset_json = self.dataset_json(task_dir)
+        channels = dataset_json.get("channel_names") or dataset_json.get("modality")
         if isinstance(channels, dict) and len(channels) > 1:
             problems.append(
                 Problem(path, f"declares {len(channels)} input channels {channels}; CT has one")
@@ -171,66 +282,148 @@ Put your dataset in the Decathlon / nnU-Net raw layout: ROOT/dataset.json with `
                 problems.append(Problem(path, f"the {split_name!r} split has no cases"))
         return problems
 
-    def _labelled_cases(self) -> dict[str, tuple[Path, Path]]:
-        """Case id -> (image, label), in natural order."""
-        suffix = str(self._dataset_json.get("file_ending") or ".nii.gz")
-        training = self._dataset_json.get("training")
+    def labelled_cases(
+        self, task_dir: Path, dataset_json: dict[str, Any]
+    ) -> dict[str, tuple[Path, Path]]:
+        """Case id -> (image, label) of the `training` entries, else of the maps in labelsTr.
+
+        Args:
+            task_dir: The folder holding dataset.json.
+            dataset_json: Its content ({} reads labelsTr).
+
+        Raises:
+            MetadataError: When a `training` entry is not `{"image": ..., "label": ...}`.
+        """
+        suffix = file_ending(dataset_json)
+        training = dataset_json.get("training")
         pairs: dict[str, tuple[Path, Path]] = {}
         if isinstance(training, list) and training:
             for entry in training:
                 if not isinstance(entry, dict) or "label" not in entry:
-                    raise ValueError(
-                        f"{self._task_dir / DATASET_JSON}: a `training` entry is not "
-                        f'{{"image": ..., "label": ...}}: {entry!r}'
+                    raise MetadataError(
+                        task_dir / DATASET_JSON,
+                        f'a `training` entry is not {{"image": ..., "label": ...}}: {entry!r}',
                     )
-                label = self._task_dir / str(entry["label"])
+                if Path(str(entry["label"])).name.startswith("."):
+                    continue  # a macOS "._" twin, as `base.list_volumes` skips on disk
+                label = task_dir / str(entry["label"])
                 case_id = case_id_of(str(entry["label"]))
-                image = self._image_path(
-                    self._task_dir / str(entry.get("image", label)), case_id, suffix
-                )
-                pairs[case_id] = (image, label)
+                listed = task_dir / str(entry.get("image", label))
+                pairs[case_id] = (image_path(task_dir, listed, case_id, suffix), label)
         else:
-            for label in base.list_volumes(self._task_dir / "labelsTr", f"*{suffix}"):
+            for label in base.list_volumes(task_dir / "labelsTr", f"*{suffix}"):
                 case_id = case_id_of(label.name)
-                pairs[case_id] = (self._image_path(None, case_id, suffix), label)
-        return {key: pairs[key] for key in sorted(pairs, key=base.natural_key)}
+                pairs[case_id] = (image_path(task_dir, None, case_id, suffix), label)
+        return pairs
 
-    def _image_path(self, listed: Path | None, case_id: str, suffix: str) -> Path:
-        images = self._task_dir / "imagesTr"
-        candidates = [listed] if listed is not None else []
-        candidates += [images / f"{case_id}_0000{suffix}", images / f"{case_id}{suffix}"]
-        for candidate in candidates:
-            if candidate is not None and candidate.exists():
-                return candidate
-        # Missing: report the listed path (or nnU-Net's name), which `validate` names.
-        return listed if listed is not None else images / f"{case_id}_0000{suffix}"
 
-    def _validation_ids(self, known: set[str]) -> set[str]:
-        dataset_json = self._task_dir / DATASET_JSON
-        listed = self._dataset_json.get("validation")
-        if listed is not None:
-            if not isinstance(listed, list):
-                raise ValueError(f"{dataset_json}: `validation` must be a list of case ids")
-            source, val_ids = str(dataset_json), {_entry_case_id(entry) for entry in listed}
-        elif (self._task_dir / SPLITS_FILE).is_file():
-            source = str(self._task_dir / SPLITS_FILE)
-            folds = _read_json(self._task_dir / SPLITS_FILE)
-            if not isinstance(folds, list) or not 0 <= self._fold < len(folds):
-                raise ValueError(
-                    f"{source}: expected a list of folds holding fold {self._fold} (nnU-Net's "
-                    "splits_final.json)"
-                )
-            val_ids = {case_id_of(str(entry)) for entry in folds[self._fold].get("val", [])}
+def find_task_dir(root: Path) -> Path:
+    """`root` when it holds a dataset.json, else its only sub-folder that does.
+
+    Raises:
+        MetadataError: When there is none, or several.
+    """
+    if (root / DATASET_JSON).is_file():
+        return root
+    children = sorted(path.parent for path in root.glob(f"*/{DATASET_JSON}"))
+    if len(children) == 1:
+        return children[0]
+    if children:
+        raise MetadataError(
+            root,
+            f"holds several datasets ({', '.join(p.name for p in children)}); point root at "
+            "one of them",
+        )
+    raise MetadataError(
+        root,
+        f"no {DATASET_JSON} here or in a sub-folder; a Decathlon / nnU-Net raw dataset has "
+        "dataset.json, imagesTr/ and labelsTr/",
+    )
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's content.
+
+    Raises:
+        MetadataError: When it cannot be read or parsed.
+    """
+    try:
+        return json.loads(path.read_text())
+    except OSError as error:
+        raise MetadataError(path, f"cannot read ({error.strerror})") from None
+    except ValueError as error:
+        raise MetadataError(path, f"malformed JSON ({error})") from None
+
+
+def read_dataset_json(task_dir: Path) -> dict[str, Any]:
+    """A task folder's dataset.json.
+
+    Raises:
+        MetadataError: When it is missing, unreadable or not a JSON object.
+    """
+    path = task_dir / DATASET_JSON
+    content = read_json(path)
+    if not isinstance(content, dict):
+        raise MetadataError(path, f"not a JSON object but a {type(content).__name__}")
+    return content
+
+
+def label_names(dataset_json: dict[str, Any], path: Path) -> list[str]:
+    """Label names in id order, from the Decathlon ({"0": "background"}) or nnU-Net v2 form.
+
+    Args:
+        dataset_json: The content of dataset.json.
+        path: Its path, which errors name.
+
+    Raises:
+        MetadataError: When `labels` is missing or malformed, its ids are not 0..N-1, or it
+            declares no foreground class.
+    """
+    try:
+        labels = dataset_json["labels"]
+        if all(isinstance(value, int) for value in labels.values()):
+            pairs = [(int(value), str(name)) for name, value in labels.items()]
         else:
-            raise ValueError(
-                f"{dataset_json}: no validation split. Add a `validation` list of case ids to "
-                f"dataset.json, or put nnU-Net's {SPLITS_FILE} beside it; the cases are never "
-                "split at random."
-            )
-        unknown = sorted(val_ids - known, key=base.natural_key)
-        if unknown:
-            raise ValueError(f"{source}: validation cases {unknown} are not labelled cases")
-        return val_ids
+            pairs = [(int(key), str(name)) for key, name in labels.items()]
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise MetadataError(
+            path,
+            f'`labels` must map ids to names ({{"0": "background", "1": "liver"}}) or names to '
+            f'ids ({{"background": 0, "liver": 1}}) ({error!r})',
+        ) from None
+    ids = sorted(label_id for label_id, _ in pairs)
+    if ids != list(range(len(ids))):
+        raise MetadataError(path, f"label ids must be 0..{len(ids) - 1}, got {ids}")
+    if len(ids) < 2:
+        raise MetadataError(path, "`labels` declares no foreground class")
+    return [name for _, name in sorted(pairs)]
+
+
+def file_ending(dataset_json: dict[str, Any]) -> str:
+    """The volumes' suffix: nnU-Net v2's `file_ending`, else the Decathlon's ".nii.gz"."""
+    return str(dataset_json.get("file_ending") or ".nii.gz")
+
+
+def image_path(task_dir: Path, listed: Path | None, case_id: str, suffix: str) -> Path:
+    """A case's image: the listed path, else nnU-Net's `<case>_0000`, else `<case>`.
+
+    Args:
+        task_dir: The folder holding imagesTr.
+        listed: The path dataset.json gives, if any.
+        case_id: The case.
+        suffix: The volumes' suffix (see `file_ending`).
+
+    Returns:
+        The first candidate that exists; when none does, the listed path (or nnU-Net's name),
+        which `validate` then reports missing.
+    """
+    images = task_dir / "imagesTr"
+    candidates = [] if listed is None else [listed]
+    candidates += [images / f"{case_id}_0000{suffix}", images / f"{case_id}{suffix}"]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    return candidates[0]
 
 
 def canonical_names(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -267,63 +460,7 @@ def _entry_case_id(entry: Any) -> str:
     return case_id_of(str(entry))
 
 
-def _find_task_dir(root: Path) -> Path:
-    if (root / DATASET_JSON).is_file():
-        return root
-    children = sorted(path.parent for path in root.glob(f"*/{DATASET_JSON}"))
-    if len(children) == 1:
-        return children[0]
-    if children:
-        raise ValueError(
-            f"{root}: holds several datasets ({', '.join(p.name for p in children)}); "
-            "point root at one of them"
-        )
-    raise ValueError(
-        f"{root}: no {DATASET_JSON} here or in a sub-folder; a Decathlon / nnU-Net raw dataset "
-        "has dataset.json, imagesTr/ and labelsTr/"
-    )
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except OSError as error:
-        raise ValueError(f"{path}: cannot read ({error.strerror})") from None
-    except ValueError as error:
-        raise ValueError(f"{path}: malformed JSON ({error})") from None
-
-
-def _native_names(dataset_json: Any, path: Path) -> list[str]:
-    try:
-        names = label_names(dataset_json)
-        ids = _label_ids(dataset_json["labels"])
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise ValueError(
-            f'{path}: `labels` must map ids to names ({{"0": "background", "1": "liver"}}) or '
-            f'names to ids ({{"background": 0, "liver": 1}}) ({error!r})'
-        ) from None
-    if sorted(ids) != list(range(len(ids))):
-        raise ValueError(f"{path}: label ids must be 0..{len(ids) - 1}, got {sorted(ids)}")
-    if len(names) < 2:
-        raise ValueError(f"{path}: `labels` declares no foreground class")
-    return [str(name) for name in names]
-
-
-def _label_ids(labels: dict[str, Any]) -> list[int]:
-    if all(isinstance(value, int) for value in labels.values()):
-        return [int(value) for value in labels.values()]
-    return [int(key) for key in labels]
-
-
 def _cache_key(task_dir: Path) -> str:
     """A cache folder name unique to this dataset: its folder name and a digest of its path."""
     digest = hashlib.sha256(str(task_dir.resolve()).encode()).hexdigest()[:8]
     return f"decathlon_format-{normalise_name(task_dir.name) or 'dataset'}-{digest}"
-
-
-def label_names(dataset_json: dict[str, Any]) -> list[str]:
-    """Label names in id order, from the Decathlon ({"0": "background"}) or nnU-Net v2 form."""
-    labels = dataset_json["labels"]
-    if all(isinstance(value, int) for value in labels.values()):
-        return [name for name, _ in sorted(labels.items(), key=lambda item: item[1])]
-    return [labels[key] for key in sorted(labels, key=int)]

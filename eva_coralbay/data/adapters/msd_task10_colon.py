@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from eva_coralbay.data.adapters import download, msd
+from eva_coralbay.data.adapters import msd
 
 
 class MSDColon(msd.MSDAdapter):
@@ -12,11 +12,8 @@ class MSDColon(msd.MSDAdapter):
 
     task_id: ClassVar[str] = "msd_task10_colon"
     msd_task: ClassVar[str] = "Task10_Colon"
-    nnunet_task: ClassVar[str] = "Dataset010_Colon"
     case_format: ClassVar[str] = "colon_{:03d}"
     val_ids: ClassVar[frozenset[int]] = frozenset(
         {8, 27, 30, 33, 41, 42, 61, 74, 75, 88, 91, 92, 95, 102, 111, 115, 118, 124, 127, 154, 161,
          162, 165, 166, 169, 187}
     )  # fmt: skip
-    resources: ClassVar[tuple[download.Resource, ...]] = (msd.msd_resource("Task10_Colon"),)
-    manual_download: ClassVar[str] = msd.manual_steps("Task10_Colon")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from eva_coralbay.data.adapters import download, msd
+from eva_coralbay.data.adapters import msd
 
 LITS_VAL_IDS = frozenset(
     {2, 3, 14, 16, 17, 48, 49, 51, 57, 65, 67, 70, 74, 81, 85, 92, 99, 100, 101, 103, 116, 123, 126}
@@ -18,8 +18,5 @@ class MSDLiver(msd.MSDAdapter):
 
     task_id: ClassVar[str] = "msd_task3_liver"
     msd_task: ClassVar[str] = "Task03_Liver"
-    nnunet_task: ClassVar[str] = "Dataset003_Liver"
     case_format: ClassVar[str] = "liver_{}"
     val_ids: ClassVar[frozenset[int]] = LITS_VAL_IDS
-    resources: ClassVar[tuple[download.Resource, ...]] = (msd.msd_resource("Task03_Liver"),)
-    manual_download: ClassVar[str] = msd.manual_steps("Task03_Liver")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from eva_coralbay.data.adapters import download, msd
+from eva_coralbay.data.adapters import msd
 
 
 class MSDLung(msd.MSDAdapter):
@@ -12,10 +12,7 @@ class MSDLung(msd.MSDAdapter):
 
     task_id: ClassVar[str] = "msd_task6_lung"
     msd_task: ClassVar[str] = "Task06_Lung"
-    nnunet_task: ClassVar[str] = "Dataset006_Lung"
     case_format: ClassVar[str] = "lung_{:03d}"
     val_ids: ClassVar[frozenset[int]] = frozenset(
         {6, 10, 33, 34, 41, 42, 46, 48, 59, 65, 66, 70, 79}
     )
-    resources: ClassVar[tuple[download.Resource, ...]] = (msd.msd_resource("Task06_Lung"),)
-    manual_download: ClassVar[str] = msd.manual_steps("Task06_Lung")

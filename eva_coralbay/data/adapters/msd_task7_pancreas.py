@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from eva_coralbay.data.adapters import download, msd
+from eva_coralbay.data.adapters import msd
 
 
 class MSDPancreas(msd.MSDAdapter):
@@ -12,11 +12,8 @@ class MSDPancreas(msd.MSDAdapter):
 
     task_id: ClassVar[str] = "msd_task7_pancreas"
     msd_task: ClassVar[str] = "Task07_Pancreas"
-    nnunet_task: ClassVar[str] = "Dataset007_Pancreas"
     case_format: ClassVar[str] = "pancreas_{:03d}"
     val_ids: ClassVar[frozenset[int]] = frozenset(
         {12, 19, 25, 32, 35, 40, 43, 45, 69, 87, 88, 94, 96, 100, 101, 102, 120, 125, 131, 135,
          155, 183, 198, 199}
     )  # fmt: skip
-    resources: ClassVar[tuple[download.Resource, ...]] = (msd.msd_resource("Task07_Pancreas"),)
-    manual_download: ClassVar[str] = msd.manual_steps("Task07_Pancreas")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from eva_coralbay.data.adapters import download, msd
+from eva_coralbay.data.adapters import msd
 
 
 class MSDHepaticVessel(msd.MSDAdapter):
@@ -12,7 +12,6 @@ class MSDHepaticVessel(msd.MSDAdapter):
 
     task_id: ClassVar[str] = "msd_task8_hepatic_vessel"
     msd_task: ClassVar[str] = "Task08_HepaticVessel"
-    nnunet_task: ClassVar[str] = "Dataset008_HepaticVessel"
     case_format: ClassVar[str] = "hepaticvessel_{:03d}"
     val_ids: ClassVar[frozenset[int]] = frozenset(
         {18, 19, 26, 28, 30, 50, 53, 58, 66, 77, 80, 82, 84, 85, 87, 98, 100, 110, 112, 127, 129,
@@ -20,5 +19,3 @@ class MSDHepaticVessel(msd.MSDAdapter):
          269, 270, 272, 274, 275, 282, 309, 329, 333, 358, 359, 361, 363, 368, 375, 422, 424, 437,
          441, 444, 445, 458}
     )  # fmt: skip
-    resources: ClassVar[tuple[download.Resource, ...]] = (msd.msd_resource("Task08_HepaticVessel"),)
-    manual_download: ClassVar[str] = msd.manual_steps("Task08_HepaticVessel")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from eva_coralbay.data.adapters import download, msd
+from eva_coralbay.data.adapters import msd
 
 
 class MSDSpleen(msd.MSDAdapter):
@@ -12,8 +12,5 @@ class MSDSpleen(msd.MSDAdapter):
 
     task_id: ClassVar[str] = "msd_task9_spleen"
     msd_task: ClassVar[str] = "Task09_Spleen"
-    nnunet_task: ClassVar[str] = "Dataset009_Spleen"
     case_format: ClassVar[str] = "spleen_{}"
     val_ids: ClassVar[frozenset[int]] = frozenset({10, 13, 14, 17, 31, 33, 44, 47, 56})
-    resources: ClassVar[tuple[download.Resource, ...]] = (msd.msd_resource("Task09_Spleen"),)
-    manual_download: ClassVar[str] = msd.manual_steps("Task09_Spleen")
