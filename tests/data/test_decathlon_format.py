@@ -166,6 +166,10 @@ def test_class_names_and_case_ids() -> None:
     assert case_id_of("./imagesTr/liver_7_0000.nii.gz") == "liver_7"
     assert case_id_of("labelsTr/liver_7.nii.gz") == "liver_7"
     assert case_id_of("liver_7") == "liver_7"
+    # Four trailing digits are a channel only on an image file; elsewhere they are the id.
+    assert case_id_of("labelsTr/case_0001.nii.gz") == "case_0001"
+    assert case_id_of("case_0001") == "case_0001"
+    assert case_id_of("imagesTr/case_0001_0000.nii.gz") == "case_0001"
 
 
 def test_adapter_by_name_knows_the_generic_adapter() -> None:

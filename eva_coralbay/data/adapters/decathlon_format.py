@@ -449,9 +449,16 @@ def normalise_name(name: str) -> str:
 
 
 def case_id_of(name: str) -> str:
-    """A case id from a file name or path: no folder, no volume suffix, no `_0000` channel."""
-    stem = base.strip_suffixes(Path(name).name)
-    return _CHANNEL_SUFFIX.sub("", stem)
+    """A case id from a file name or path: no folder, no volume suffix, no `_0000` channel.
+
+    Only image files (under imagesTr/ or imagesTs/) carry nnU-Net's channel suffix; a label
+    file or a bare id ending in four digits (`case_0001`) keeps them: they are the case id.
+    """
+    path = Path(name)
+    stem = base.strip_suffixes(path.name)
+    if path.parent.name in ("imagesTr", "imagesTs"):
+        return _CHANNEL_SUFFIX.sub("", stem)
+    return stem
 
 
 def _entry_case_id(entry: Any) -> str:
