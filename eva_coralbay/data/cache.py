@@ -16,6 +16,7 @@ folder, so changing the preprocessing never reuses old arrays, and a fix to a re
 adapter recomputes the cases it touches. Every write goes to a temporary name in the same folder,
 is fsynced and then renamed into place, and a case enters the manifest only after both of its
 arrays are in place: a run interrupted at any point leaves nothing a later run trusts wrongly.
+A row's `EntryKey` (source stat, code version, profile) is the freshness rule.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -121,6 +122,50 @@ class SourceStat:
             mtimes_ns=tuple(stat.st_mtime_ns for stat in stats),
         )
 
+    @classmethod
+    def from_columns(cls, row: Mapping[str, Any]) -> SourceStat:
+        """The stat a manifest row recorded (see `columns`)."""
+        return cls(
+            files=tuple(str(file) for file in row["source_files"]),
+            sizes=tuple(int(size) for size in row["source_sizes"]),
+            mtimes_ns=tuple(int(mtime) for mtime in row["source_mtimes_ns"]),
+        )
+
+    def columns(self) -> dict[str, list[Any]]:
+        """The manifest columns that record the stat."""
+        return {
+            "source_files": list(self.files),
+            "source_sizes": list(self.sizes),
+            "source_mtimes_ns": list(self.mtimes_ns),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class EntryKey:
+    """What a cached standardised volume was computed from; it is used only while all is equal.
+
+    The preprocess store records the parts in its manifest rows (and the profile in its folder
+    name too).
+    """
+
+    sources: SourceStat
+    """The source files as a stat sees them (a fix of their content changes size or mtime)."""
+
+    code_version: str
+    """`code_version` of the code that computed the volume."""
+
+    profile_fingerprint: str
+    """`PreprocessingProfile.fingerprint` of the profile applied."""
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> EntryKey:
+        """The key a manifest row was written under."""
+        return cls(
+            SourceStat.from_columns(row),
+            str(row["code_version"]),
+            str(row["profile_fingerprint"]),
+        )
+
 
 def sources_sha256(paths: Sequence[Path]) -> str:
     """One sha256 over the case's source files: the digest of their digests, in order."""
@@ -143,11 +188,18 @@ def read_manifest(directory: Path) -> pd.DataFrame | None:
 class CacheReader:
     """Reads standardised cases of one dataset and profile, trusting only fresh rows."""
 
-    def __init__(self, directory: Path, rows: dict[str, dict[str, Any]], code_version: str) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        rows: dict[str, dict[str, Any]],
+        code_version: str,
+        profile_fingerprint: str,
+    ) -> None:
         """Initializes the reader; use `open`."""
         self._directory = directory
         self._rows = rows
         self._code_version = code_version
+        self._profile_fingerprint = profile_fingerprint
 
     @classmethod
     def open(
@@ -166,7 +218,7 @@ class CacheReader:
         if manifest is None:
             return None
         rows = {str(row["case_id"]): row for row in manifest.to_dict("records")}
-        return cls(directory, rows, code_version(dataset_type))
+        return cls(directory, rows, code_version(dataset_type), profile.fingerprint())
 
     @property
     def directory(self) -> Path:
@@ -176,13 +228,13 @@ class CacheReader:
     def is_fresh(self, case_id: str, sources: Sequence[Path]) -> bool:
         """Whether the store holds the case computed from the sources as they are now."""
         row = self._rows.get(case_id)
-        if row is None or row.get("code_version") != self._code_version:
+        if row is None:
             return False
         try:
-            stat = SourceStat.of(sources)
+            key = EntryKey(SourceStat.of(sources), self._code_version, self._profile_fingerprint)
         except OSError:
             return False
-        return _stat_matches(row, stat) and _arrays_present(self._directory, row)
+        return EntryKey.from_row(row) == key and _arrays_present(self._directory, row)
 
     def load(
         self, case_id: str, sources: Sequence[Path]
@@ -278,24 +330,23 @@ def preprocess(
         )
         for case in dataset.cases:
             sources = case.source_files()
-            stat = SourceStat.of(sources)
+            key = EntryKey(SourceStat.of(sources), version, profile.fingerprint())
             row = rows.get(case.case_id)
             outcome = "written"
-            if (
-                row is not None
-                and row.get("code_version") == version
-                and _arrays_present(directory, row)
-            ):
-                if _stat_matches(row, stat):
+            if row is not None and _arrays_present(directory, row):
+                stored = EntryKey.from_row(row)
+                same_code_and_profile = dataclasses.replace(stored, sources=key.sources) == key
+                if stored == key:
                     outcome = "reused"
-                elif row["source_sha256"] == sources_sha256(sources):
+                # A copy or a touch changes only the stat: the same bytes keep their arrays.
+                elif same_code_and_profile and row["source_sha256"] == sources_sha256(sources):
                     outcome = "rehashed"
             if outcome == "written":
                 rows[case.case_id] = _write_case(
-                    directory, dataset, case, stat, sources_sha256(sources), profile, version
+                    directory, dataset, case, key, sources_sha256(sources)
                 )
             elif outcome == "rehashed" or row["split"] != case.split:  # type: ignore[index]
-                rows[case.case_id] = {**row, **_stat_columns(stat), "split": case.split}  # type: ignore[dict-item]
+                rows[case.case_id] = {**row, **key.sources.columns(), "split": case.split}  # type: ignore[dict-item]
             getattr(report, outcome).append(case.case_id)
             if outcome != "reused":
                 _write_manifest(
@@ -313,10 +364,8 @@ def _write_case(
     directory: Path,
     dataset: PreprocessableDataset,
     case: Any,
-    stat: SourceStat,
+    key: EntryKey,
     sha256: str,
-    profile: PreprocessingProfile,
-    version: str,
 ) -> dict[str, Any]:
     standard = dataset.standardise(case)
     stem = f"{CASES_DIR}/{_safe_name(case.case_id)}-{sha256[:12]}"
@@ -335,28 +384,12 @@ def _write_case(
         "shape": [int(n) for n in image.shape],
         "spacing": [float(s) for s in np.linalg.norm(affine[:3, :3], axis=0)],
         "affine": [float(v) for v in affine.ravel()],
-        **_stat_columns(stat),
+        **key.sources.columns(),
         "source_sha256": sha256,
         "label_voxel_counts": [int(n) for n in counts],
-        "profile_fingerprint": profile.fingerprint(),
-        "code_version": version,
+        "profile_fingerprint": key.profile_fingerprint,
+        "code_version": key.code_version,
     }
-
-
-def _stat_columns(stat: SourceStat) -> dict[str, list[Any]]:
-    return {
-        "source_files": list(stat.files),
-        "source_sizes": list(stat.sizes),
-        "source_mtimes_ns": list(stat.mtimes_ns),
-    }
-
-
-def _stat_matches(row: dict[str, Any], stat: SourceStat) -> bool:
-    return (
-        [str(f) for f in row["source_files"]] == list(stat.files)
-        and [int(n) for n in row["source_sizes"]] == list(stat.sizes)
-        and [int(n) for n in row["source_mtimes_ns"]] == list(stat.mtimes_ns)
-    )
 
 
 def _arrays_present(directory: Path, row: dict[str, Any]) -> bool:
