@@ -1,6 +1,11 @@
-"""The preprocess-once store: standardised volumes as memory-mappable .npy plus a parquet manifest.
+"""The one home of standardised-volume caching: the preprocess store and the scan-volume cache.
 
-Layout under the cache root::
+Both keep standardised volumes as memory-mappable .npy files under one key rule (`EntryKey`): a
+cached volume is used only while its source files have the recorded size and modification time,
+the code that computed it is the present code (`code_version`) and the profile is the same.
+
+The preprocess store of labelled benchmark tasks (`preprocess` writes it, `CacheReader` reads it
+for the eva adapters), under the cache root::
 
     <task_id>/<profile fingerprint>/
         manifest.parquet            one row per case (see `MANIFEST_COLUMNS`)
@@ -16,7 +21,11 @@ folder, so changing the preprocessing never reuses old arrays, and a fix to a re
 adapter recomputes the cases it touches. Every write goes to a temporary name in the same folder,
 is fsynced and then renamed into place, and a case enters the manifest only after both of its
 arrays are in place: a run interrupted at any point leaves nothing a later run trusts wrongly.
-A row's `EntryKey` (source stat, code version, profile) is the freshness rule.
+
+The scan-volume cache of unlabelled scans (`ScanVolumeCache`, used by pretraining) names each
+entry after its key instead of keeping a manifest::
+
+    <root>/<scan name>-<key digest>.npy     int16 HU [X, Y, Z], not windowed
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -35,11 +45,14 @@ import numpy as np
 import numpy.typing as npt
 
 from eva_coralbay import _io
+from eva_coralbay.data import readers
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from eva_coralbay.data.profile import PreprocessingProfile
+
+logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.parquet"
 PROFILE_NAME = "profile.json"
@@ -76,12 +89,12 @@ def code_version(dataset_type: type | None = None) -> str:
 
     It covers the readers, the profile and every class of `dataset_type`'s MRO that is this
     package's or the user's own (not an installed third-party package's): the adapter, its
-    base classes, a user's subclass. Any edit to those files, a fix to DICOM slice order or to
-    a label map say, gives a new version, and cached cases of another version are recomputed.
-    An edit to a comment does too: recomputing is the safe side.
+    base classes, a user's subclass; for scan volumes, `ScanVolumeCache` (this module). Any edit
+    to those files, a fix to DICOM slice order or to a label map say, gives a new version, and
+    cached volumes of another version are recomputed. An edit to a comment does too:
+    recomputing is the safe side.
     """
     from eva_coralbay.data import profile as profile_module
-    from eva_coralbay.data import readers
 
     files = {Path(readers.__file__), Path(profile_module.__file__)}
     for cls in dataset_type.__mro__ if dataset_type is not None else ():
@@ -144,8 +157,9 @@ class SourceStat:
 class EntryKey:
     """What a cached standardised volume was computed from; it is used only while all is equal.
 
-    The preprocess store records the parts in its manifest rows (and the profile in its folder
-    name too).
+    The one key rule of both stores: the preprocess store records the parts in its manifest
+    rows (and the profile in its folder name too), the scan-volume cache hashes them into the
+    entry's file name.
     """
 
     sources: SourceStat
@@ -165,6 +179,11 @@ class EntryKey:
             str(row["code_version"]),
             str(row["profile_fingerprint"]),
         )
+
+    def digest(self) -> str:
+        """16 hex digits that differ whenever the key does, stable across processes."""
+        canonical = json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def sources_sha256(paths: Sequence[Path]) -> str:
@@ -250,6 +269,109 @@ class CacheReader:
             return None
         affine = np.array(row["affine"], dtype=np.float64).reshape(4, 4)  # a writable copy
         return image, label, affine
+
+
+def read_standardised_hu(
+    scan: str | os.PathLike[str], profile: PreprocessingProfile
+) -> npt.NDArray[np.int16]:
+    """Reads a scan and brings it to the profile's orientation and spacing, as int16 HU.
+
+    The profile's HU window is left out (see `PreprocessingProfile.resample`). Rounding to int16
+    loses nothing a CT holds (whole HU, -32768 to 32767) and halves float32's memory.
+
+    Args:
+        scan: A scan file or a DICOM series folder.
+        profile: The orientation and spacing to bring it to.
+
+    Returns:
+        The volume, `[X, Y, Z]`.
+
+    Raises:
+        ScanReadError: When the scan cannot be read; the message names it.
+    """
+    volume = np.asarray(profile.resample(readers.read_scan(scan))[0])
+    limits = np.iinfo(np.int16)
+    return np.clip(np.rint(volume), limits.min, limits.max).astype(np.int16)
+
+
+class ScanVolumeCache:
+    """The standardised volumes of unlabelled scans, each computed once and memory-mapped after.
+
+    An entry holds `read_standardised_hu` of one scan and is named after its `EntryKey`: the
+    stats of the scan's files (every entry of a DICOM folder), the code version of the readers,
+    the profile and this module (which decides what an entry stores), and the profile's
+    fingerprint. A changed scan, a code fix or another profile therefore finds no entry and
+    computes a new one. Entries of other keys stay where they are (another profile or checkout
+    may still use them); deleting the folder reclaims them. Writes are atomic, so processes
+    sharing the folder (DDP ranks, say) at worst compute an entry twice.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        """Initializes the cache over a folder (created on the first write).
+
+        The code version is taken here, once: it is that of the code this process runs.
+        """
+        self.root = Path(root)
+        self._code_version = code_version(type(self))
+
+    def key(self, scan: str | os.PathLike[str], profile: PreprocessingProfile) -> EntryKey:
+        """The key of a scan's entry, for its files as they are now.
+
+        Raises:
+            ScanReadError: When the scan's files cannot be listed or stat-ed.
+        """
+        path = Path(scan).resolve()
+        try:
+            files = sorted(path.iterdir()) if path.is_dir() else [path]
+            sources = SourceStat.of(files)
+        except OSError as error:
+            raise readers.ScanReadError(scan, f"cannot be read ({error})") from error
+        return EntryKey(sources, self._code_version, profile.fingerprint())
+
+    def entry_path(self, scan: str | os.PathLike[str], profile: PreprocessingProfile) -> Path:
+        """The file that holds (or will hold) the scan's entry under its present key."""
+        stem = _safe_name(Path(scan).name.split(".")[0]) or "scan"
+        return self.root / f"{stem}-{self.key(scan, profile).digest()}.npy"
+
+    def volume(
+        self, scan: str | os.PathLike[str], profile: PreprocessingProfile
+    ) -> npt.NDArray[np.int16]:
+        """The scan's standardised volume, memory-mapped from its entry (computed when missing).
+
+        An entry that does not load as a 3D int16 array (a truncated or foreign file) is
+        computed again, with a warning.
+
+        Args:
+            scan: A scan file or a DICOM series folder.
+            profile: The orientation and spacing of the volume.
+
+        Returns:
+            The read-only memory map of `read_standardised_hu(scan, profile)`.
+
+        Raises:
+            ScanReadError: When the scan cannot be read; the message names it.
+        """
+        path = self.entry_path(scan, profile)
+        if path.is_file():
+            stored = _load_volume(path)
+            if stored is not None:
+                return stored
+            logger.warning("rebuilding the unreadable cache entry %s of %s", path, scan)
+        volume = read_standardised_hu(scan, profile)
+        _io.atomic_write(path, lambda handle: np.save(handle, volume))
+        return np.load(path, mmap_mode="r")
+
+
+def _load_volume(path: Path) -> npt.NDArray[np.int16] | None:
+    """A scan entry's memory map, or None when the file is not one."""
+    try:
+        volume = np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError):  # EOFError: an empty file
+        return None
+    # Any well-formed .npy loads; only the form every entry has (3D int16) is trusted.
+    if volume.dtype != np.int16 or volume.ndim != 3:
+        return None
+    return volume
 
 
 class PreprocessableDataset(Protocol):
