@@ -1,6 +1,11 @@
-"""The preprocess-once store: standardised volumes as memory-mappable .npy plus a parquet manifest.
+"""The one home of standardised-volume caching: the preprocess store and the scan-volume cache.
 
-Layout under the cache root::
+Both keep standardised volumes as memory-mappable .npy files under one key rule (`EntryKey`): a
+cached volume is used only while its source files have the recorded size and modification time,
+the code that computed it is the present code (`code_version`) and the profile is the same.
+
+The preprocess store of labelled benchmark tasks (`preprocess` writes it, `CacheReader` reads it
+for the eva adapters), under the cache root::
 
     <task_id>/<profile fingerprint>/
         manifest.parquet            one row per case (see `MANIFEST_COLUMNS`)
@@ -16,6 +21,11 @@ folder, so changing the preprocessing never reuses old arrays, and a fix to a re
 adapter recomputes the cases it touches. Every write goes to a temporary name in the same folder,
 is fsynced and then renamed into place, and a case enters the manifest only after both of its
 arrays are in place: a run interrupted at any point leaves nothing a later run trusts wrongly.
+
+The scan-volume cache of unlabelled scans (`ScanVolumeCache`, used by pretraining) names each
+entry after its key instead of keeping a manifest::
+
+    <root>/<scan name>-<key digest>.npy     int16 HU [X, Y, Z], not windowed
 """
 
 from __future__ import annotations
@@ -24,9 +34,10 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -34,11 +45,14 @@ import numpy as np
 import numpy.typing as npt
 
 from eva_coralbay import _io
+from eva_coralbay.data import readers
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from eva_coralbay.data.profile import PreprocessingProfile
+
+logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.parquet"
 PROFILE_NAME = "profile.json"
@@ -75,12 +89,12 @@ def code_version(dataset_type: type | None = None) -> str:
 
     It covers the readers, the profile and every class of `dataset_type`'s MRO that is this
     package's or the user's own (not an installed third-party package's): the adapter, its
-    base classes, a user's subclass. Any edit to those files, a fix to DICOM slice order or to
-    a label map say, gives a new version, and cached cases of another version are recomputed.
-    An edit to a comment does too: recomputing is the safe side.
+    base classes, a user's subclass; for scan volumes, `ScanVolumeCache` (this module). Any edit
+    to those files, a fix to DICOM slice order or to a label map say, gives a new version, and
+    cached volumes of another version are recomputed. An edit to a comment does too:
+    recomputing is the safe side.
     """
     from eva_coralbay.data import profile as profile_module
-    from eva_coralbay.data import readers
 
     files = {Path(readers.__file__), Path(profile_module.__file__)}
     for cls in dataset_type.__mro__ if dataset_type is not None else ():
@@ -121,6 +135,56 @@ class SourceStat:
             mtimes_ns=tuple(stat.st_mtime_ns for stat in stats),
         )
 
+    @classmethod
+    def from_columns(cls, row: Mapping[str, Any]) -> SourceStat:
+        """The stat a manifest row recorded (see `columns`)."""
+        return cls(
+            files=tuple(str(file) for file in row["source_files"]),
+            sizes=tuple(int(size) for size in row["source_sizes"]),
+            mtimes_ns=tuple(int(mtime) for mtime in row["source_mtimes_ns"]),
+        )
+
+    def columns(self) -> dict[str, list[Any]]:
+        """The manifest columns that record the stat."""
+        return {
+            "source_files": list(self.files),
+            "source_sizes": list(self.sizes),
+            "source_mtimes_ns": list(self.mtimes_ns),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class EntryKey:
+    """What a cached standardised volume was computed from; it is used only while all is equal.
+
+    The one key rule of both stores: the preprocess store records the parts in its manifest
+    rows (and the profile in its folder name too), the scan-volume cache hashes them into the
+    entry's file name.
+    """
+
+    sources: SourceStat
+    """The source files as a stat sees them (a fix of their content changes size or mtime)."""
+
+    code_version: str
+    """`code_version` of the code that computed the volume."""
+
+    profile_fingerprint: str
+    """`PreprocessingProfile.fingerprint` of the profile applied."""
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> EntryKey:
+        """The key a manifest row was written under."""
+        return cls(
+            SourceStat.from_columns(row),
+            str(row["code_version"]),
+            str(row["profile_fingerprint"]),
+        )
+
+    def digest(self) -> str:
+        """16 hex digits that differ whenever the key does, stable across processes."""
+        canonical = json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
 
 def sources_sha256(paths: Sequence[Path]) -> str:
     """One sha256 over the case's source files: the digest of their digests, in order."""
@@ -143,11 +207,18 @@ def read_manifest(directory: Path) -> pd.DataFrame | None:
 class CacheReader:
     """Reads standardised cases of one dataset and profile, trusting only fresh rows."""
 
-    def __init__(self, directory: Path, rows: dict[str, dict[str, Any]], code_version: str) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        rows: dict[str, dict[str, Any]],
+        code_version: str,
+        profile_fingerprint: str,
+    ) -> None:
         """Initializes the reader; use `open`."""
         self._directory = directory
         self._rows = rows
         self._code_version = code_version
+        self._profile_fingerprint = profile_fingerprint
 
     @classmethod
     def open(
@@ -166,7 +237,7 @@ class CacheReader:
         if manifest is None:
             return None
         rows = {str(row["case_id"]): row for row in manifest.to_dict("records")}
-        return cls(directory, rows, code_version(dataset_type))
+        return cls(directory, rows, code_version(dataset_type), profile.fingerprint())
 
     @property
     def directory(self) -> Path:
@@ -176,13 +247,13 @@ class CacheReader:
     def is_fresh(self, case_id: str, sources: Sequence[Path]) -> bool:
         """Whether the store holds the case computed from the sources as they are now."""
         row = self._rows.get(case_id)
-        if row is None or row.get("code_version") != self._code_version:
+        if row is None:
             return False
         try:
-            stat = SourceStat.of(sources)
+            key = EntryKey(SourceStat.of(sources), self._code_version, self._profile_fingerprint)
         except OSError:
             return False
-        return _stat_matches(row, stat) and _arrays_present(self._directory, row)
+        return EntryKey.from_row(row) == key and _arrays_present(self._directory, row)
 
     def load(
         self, case_id: str, sources: Sequence[Path]
@@ -198,6 +269,109 @@ class CacheReader:
             return None
         affine = np.array(row["affine"], dtype=np.float64).reshape(4, 4)  # a writable copy
         return image, label, affine
+
+
+def read_standardised_hu(
+    scan: str | os.PathLike[str], profile: PreprocessingProfile
+) -> npt.NDArray[np.int16]:
+    """Reads a scan and brings it to the profile's orientation and spacing, as int16 HU.
+
+    The profile's HU window is left out (see `PreprocessingProfile.resample`). Rounding to int16
+    loses nothing a CT holds (whole HU, -32768 to 32767) and halves float32's memory.
+
+    Args:
+        scan: A scan file or a DICOM series folder.
+        profile: The orientation and spacing to bring it to.
+
+    Returns:
+        The volume, `[X, Y, Z]`.
+
+    Raises:
+        ScanReadError: When the scan cannot be read; the message names it.
+    """
+    volume = np.asarray(profile.resample(readers.read_scan(scan))[0])
+    limits = np.iinfo(np.int16)
+    return np.clip(np.rint(volume), limits.min, limits.max).astype(np.int16)
+
+
+class ScanVolumeCache:
+    """The standardised volumes of unlabelled scans, each computed once and memory-mapped after.
+
+    An entry holds `read_standardised_hu` of one scan and is named after its `EntryKey`: the
+    stats of the scan's files (every entry of a DICOM folder), the code version of the readers,
+    the profile and this module (which decides what an entry stores), and the profile's
+    fingerprint. A changed scan, a code fix or another profile therefore finds no entry and
+    computes a new one. Entries of other keys stay where they are (another profile or checkout
+    may still use them); deleting the folder reclaims them. Writes are atomic, so processes
+    sharing the folder (DDP ranks, say) at worst compute an entry twice.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        """Initializes the cache over a folder (created on the first write).
+
+        The code version is taken here, once: it is that of the code this process runs.
+        """
+        self.root = Path(root)
+        self._code_version = code_version(type(self))
+
+    def key(self, scan: str | os.PathLike[str], profile: PreprocessingProfile) -> EntryKey:
+        """The key of a scan's entry, for its files as they are now.
+
+        Raises:
+            ScanReadError: When the scan's files cannot be listed or stat-ed.
+        """
+        path = Path(scan).resolve()
+        try:
+            files = sorted(path.iterdir()) if path.is_dir() else [path]
+            sources = SourceStat.of(files)
+        except OSError as error:
+            raise readers.ScanReadError(scan, f"cannot be read ({error})") from error
+        return EntryKey(sources, self._code_version, profile.fingerprint())
+
+    def entry_path(self, scan: str | os.PathLike[str], profile: PreprocessingProfile) -> Path:
+        """The file that holds (or will hold) the scan's entry under its present key."""
+        stem = _safe_name(Path(scan).name.split(".")[0]) or "scan"
+        return self.root / f"{stem}-{self.key(scan, profile).digest()}.npy"
+
+    def volume(
+        self, scan: str | os.PathLike[str], profile: PreprocessingProfile
+    ) -> npt.NDArray[np.int16]:
+        """The scan's standardised volume, memory-mapped from its entry (computed when missing).
+
+        An entry that does not load as a 3D int16 array (a truncated or foreign file) is
+        computed again, with a warning.
+
+        Args:
+            scan: A scan file or a DICOM series folder.
+            profile: The orientation and spacing of the volume.
+
+        Returns:
+            The read-only memory map of `read_standardised_hu(scan, profile)`.
+
+        Raises:
+            ScanReadError: When the scan cannot be read; the message names it.
+        """
+        path = self.entry_path(scan, profile)
+        if path.is_file():
+            stored = _load_volume(path)
+            if stored is not None:
+                return stored
+            logger.warning("rebuilding the unreadable cache entry %s of %s", path, scan)
+        volume = read_standardised_hu(scan, profile)
+        _io.atomic_write(path, lambda handle: np.save(handle, volume))
+        return np.load(path, mmap_mode="r")
+
+
+def _load_volume(path: Path) -> npt.NDArray[np.int16] | None:
+    """A scan entry's memory map, or None when the file is not one."""
+    try:
+        volume = np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError):  # EOFError: an empty file
+        return None
+    # Any well-formed .npy loads; only the form every entry has (3D int16) is trusted.
+    if volume.dtype != np.int16 or volume.ndim != 3:
+        return None
+    return volume
 
 
 class PreprocessableDataset(Protocol):
@@ -278,24 +452,23 @@ def preprocess(
         )
         for case in dataset.cases:
             sources = case.source_files()
-            stat = SourceStat.of(sources)
+            key = EntryKey(SourceStat.of(sources), version, profile.fingerprint())
             row = rows.get(case.case_id)
             outcome = "written"
-            if (
-                row is not None
-                and row.get("code_version") == version
-                and _arrays_present(directory, row)
-            ):
-                if _stat_matches(row, stat):
+            if row is not None and _arrays_present(directory, row):
+                stored = EntryKey.from_row(row)
+                same_code_and_profile = dataclasses.replace(stored, sources=key.sources) == key
+                if stored == key:
                     outcome = "reused"
-                elif row["source_sha256"] == sources_sha256(sources):
+                # A copy or a touch changes only the stat: the same bytes keep their arrays.
+                elif same_code_and_profile and row["source_sha256"] == sources_sha256(sources):
                     outcome = "rehashed"
             if outcome == "written":
                 rows[case.case_id] = _write_case(
-                    directory, dataset, case, stat, sources_sha256(sources), profile, version
+                    directory, dataset, case, key, sources_sha256(sources)
                 )
             elif outcome == "rehashed" or row["split"] != case.split:  # type: ignore[index]
-                rows[case.case_id] = {**row, **_stat_columns(stat), "split": case.split}  # type: ignore[dict-item]
+                rows[case.case_id] = {**row, **key.sources.columns(), "split": case.split}  # type: ignore[dict-item]
             getattr(report, outcome).append(case.case_id)
             if outcome != "reused":
                 _write_manifest(
@@ -313,10 +486,8 @@ def _write_case(
     directory: Path,
     dataset: PreprocessableDataset,
     case: Any,
-    stat: SourceStat,
+    key: EntryKey,
     sha256: str,
-    profile: PreprocessingProfile,
-    version: str,
 ) -> dict[str, Any]:
     standard = dataset.standardise(case)
     stem = f"{CASES_DIR}/{_safe_name(case.case_id)}-{sha256[:12]}"
@@ -335,28 +506,12 @@ def _write_case(
         "shape": [int(n) for n in image.shape],
         "spacing": [float(s) for s in np.linalg.norm(affine[:3, :3], axis=0)],
         "affine": [float(v) for v in affine.ravel()],
-        **_stat_columns(stat),
+        **key.sources.columns(),
         "source_sha256": sha256,
         "label_voxel_counts": [int(n) for n in counts],
-        "profile_fingerprint": profile.fingerprint(),
-        "code_version": version,
+        "profile_fingerprint": key.profile_fingerprint,
+        "code_version": key.code_version,
     }
-
-
-def _stat_columns(stat: SourceStat) -> dict[str, list[Any]]:
-    return {
-        "source_files": list(stat.files),
-        "source_sizes": list(stat.sizes),
-        "source_mtimes_ns": list(stat.mtimes_ns),
-    }
-
-
-def _stat_matches(row: dict[str, Any], stat: SourceStat) -> bool:
-    return (
-        [str(f) for f in row["source_files"]] == list(stat.files)
-        and [int(n) for n in row["source_sizes"]] == list(stat.sizes)
-        and [int(n) for n in row["source_mtimes_ns"]] == list(stat.mtimes_ns)
-    )
 
 
 def _arrays_present(directory: Path, row: dict[str, Any]) -> bool:

@@ -159,6 +159,15 @@ class PreprocessingProfile:
 
         return Compose([self._orientation(), self._spacing(self.label_interpolation)])
 
+    def resample(self, image: MetaTensor) -> MetaTensor:
+        """Brings a channel-first image to the profile's orientation and spacing, values kept.
+
+        The HU window and scaling are left out, for callers that window the HU themselves:
+        every pretraining crop draws its own window around the profile's.
+        """
+        oriented = self._orientation()(image)
+        return cast("MetaTensor", self._spacing(self.image_interpolation)(oriented))
+
     def dict_transforms(self, image_key: str = "image", label_keys: Sequence[str] = ()) -> Compose:
         """Returns the MONAI dictionary transforms (for `monai.data.Dataset` pipelines).
 

@@ -1,10 +1,8 @@
-"""Unlabeled CT for pretraining: standardising scans once and keeping them cached."""
+"""Unlabeled CT for pretraining: every scan standardised once, and where its body is."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 import pathlib
@@ -13,35 +11,18 @@ from concurrent import futures
 
 import numpy as np
 
-from eva_coralbay import _io
 from eva_coralbay.data import cache
 from eva_coralbay.data.profile import PreprocessingProfile
-from eva_coralbay.data.readers import ScanReadError, read_scan
+from eva_coralbay.data.readers import ScanReadError
 
 logger = logging.getLogger(__name__)
 
 AIR_HU = -1024
 """Value of padding and of voxels outside the scan."""
 
-_CACHE_VERSION = 1
-"""Bumped whenever the stored array's meaning changes, so that stale caches are rebuilt."""
-
 
 class ScanError(ValueError):
     """Pretraining data that cannot be used; the message names the scan, folder or manifest."""
-
-
-def _read_standardised(path: pathlib.Path, profile: PreprocessingProfile) -> np.ndarray:
-    """Reads a scan and brings it to the profile's orientation and spacing, as HU (X, Y, Z).
-
-    The profile's HU window is left out here: every crop draws its own window around it.
-    """
-    from monai.transforms.spatial.array import Orientation, Spacing
-
-    image = read_scan(path)
-    image = Orientation(axcodes=profile.orientation, labels=None)(image)
-    image = Spacing(pixdim=profile.spacing, mode=profile.image_interpolation)(image)
-    return np.asarray(image[0])
 
 
 @dataclasses.dataclass
@@ -65,7 +46,8 @@ class ScanStore:
     """Standardises every scan once and keeps the result in memory or in an on-disk cache.
 
     Resampling a CT volume takes seconds on a CPU, far longer than a training step's crops, so
-    it happens once per scan (and, with a cache folder, once per scan and profile across runs).
+    it happens once per scan (and, with a cache folder, once per scan, profile and code version
+    across runs: `eva_coralbay.data.cache.ScanVolumeCache`).
     """
 
     def __init__(
@@ -86,7 +68,8 @@ class ScanStore:
             profile: Orientation and spacing of the standardised volumes.
             foreground_hu: Voxels above this HU count as body.
             min_shape: Smallest shape a standardised scan may have (the smallest crop region).
-            cache_dir: Folder for memory-mapped standardised volumes; None keeps them in memory.
+            cache_dir: Folder of a `ScanVolumeCache` of memory-mapped standardised volumes; None
+                keeps them in memory.
             skip_bad: Skip unusable scans (reported together at the end) instead of raising.
             cell_stride: Stride of the coarse grid that records where the body is.
         """
@@ -111,12 +94,14 @@ class ScanStore:
             ScanReadError: For the first unreadable scan, unless `skip_bad`.
             ScanError: For the first unusable scan, unless `skip_bad`; and when no scan is usable.
         """
-        if self.cache_dir is not None:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        volumes = cache.ScanVolumeCache(self.cache_dir) if self.cache_dir is not None else None
         results: list[StoredScan | None] = [None] * len(self.scans)
         problems: dict[int, str] = {}
         with futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            jobs = {pool.submit(self._load, scan): index for index, scan in enumerate(self.scans)}
+            jobs = {
+                pool.submit(self._load, scan, volumes): index
+                for index, scan in enumerate(self.scans)
+            }
             for done, job in enumerate(futures.as_completed(jobs), start=1):
                 index = jobs[job]
                 try:
@@ -141,8 +126,11 @@ class ScanStore:
         if not self.stored:
             raise ScanError(f"none of the {len(self.scans)} scans is usable for pretraining")
 
-    def _load(self, scan: pathlib.Path) -> StoredScan:
-        volume = self._cached_volume(scan)
+    def _load(self, scan: pathlib.Path, volumes: cache.ScanVolumeCache | None) -> StoredScan:
+        if volumes is None:
+            volume = cache.read_standardised_hu(scan, self.profile)
+        else:
+            volume = volumes.volume(scan, self.profile)
         if any(side < needed for side, needed in zip(volume.shape, self.min_shape, strict=True)):
             raise ScanError(
                 f"{scan}: standardised to {tuple(volume.shape)} voxels at "
@@ -157,39 +145,3 @@ class ScanStore:
                 f"{scan}: no voxel above {self.foreground_hu} HU; is it a CT in Hounsfield units?"
             )
         return StoredScan(scan, volume, cells.astype(np.int64), stride)
-
-    def _cached_volume(self, scan: pathlib.Path) -> np.ndarray:
-        if self.cache_dir is None:
-            return _to_int16(_read_standardised(scan, self.profile))
-        path = self.cache_dir / f"{_cache_key(scan, self.profile)}.npy"
-        if path.is_file():
-            try:
-                return np.load(path, mmap_mode="r")
-            except (OSError, ValueError):
-                logger.warning("rebuilding the unreadable cache entry %s of %s", path, scan)
-        volume = _to_int16(_read_standardised(scan, self.profile))
-        _io.atomic_write(path, lambda handle: np.save(handle, volume))
-        return np.load(path, mmap_mode="r")
-
-
-def _to_int16(volume: np.ndarray) -> np.ndarray:
-    info = np.iinfo(np.int16)
-    return np.clip(np.rint(volume), info.min, info.max).astype(np.int16)
-
-
-def _cache_key(scan: pathlib.Path, profile: PreprocessingProfile) -> str:
-    files = sorted(scan.iterdir()) if scan.is_dir() else [scan]
-    stats = [(file.name, file.stat().st_size, file.stat().st_mtime_ns) for file in files]
-    # The readers' and the profile's code are part of the key: a fix to them re-reads the scan.
-    identity = json.dumps(
-        [
-            _CACHE_VERSION,
-            cache.code_version(),
-            str(scan.resolve()),
-            stats,
-            profile.fingerprint(),
-        ]
-    )
-    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
-    stem = scan.name.split(".")[0] or "scan"
-    return f"{stem}-{digest}"

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from eva_coralbay.data import cache as cache_store
 from eva_coralbay.data.profile import CORALBAY_PROFILE
 from eva_coralbay.data.readers import ScanReadError
 from eva_coralbay.data.scans import find_scans
-from eva_coralbay.pretraining import scans
 from eva_coralbay.pretraining.scans import ScanError, ScanStore
 
 PROFILE = CORALBAY_PROFILE
@@ -136,7 +136,7 @@ def test_disk_cache_standardises_once_and_serves_memory_maps(
     def refuse(*args: object) -> np.ndarray:
         raise AssertionError("a cached scan was read again")
 
-    monkeypatch.setattr(scans, "_read_standardised", refuse)
+    monkeypatch.setattr(cache_store, "read_standardised_hu", refuse)
     second = ScanStore([path], PROFILE, cache_dir=cache)
     second.prepare()
     assert isinstance(second.stored[0].volume, np.memmap)
