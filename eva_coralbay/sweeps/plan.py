@@ -1,0 +1,339 @@
+"""One job per (model, task): the config, the environment and the output folder of each."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import pathlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from eva_coralbay import tasks
+from eva_coralbay.tasks.benchmark import Benchmark
+
+CONFIG_VARIABLE = re.compile(r"\$\{oc\.env:([A-Z][A-Z0-9_]*)")
+"""How a shipped config reads an environment variable: `${oc.env:NAME, default}`."""
+
+LOCATION_VARIABLES = frozenset(
+    {"DATA_ROOT", "OUTPUT_ROOT", "EMBEDDINGS_ROOT", "CORALBAY_CACHE", "TQDM_REFRESH_RATE"}
+)
+"""Variables that say where things are, not what is computed: left out of a job's fingerprint,
+so that moving the data or the output folder does not make a finished task stale."""
+
+MANAGED_VARIABLES = frozenset(
+    {"MODEL_NAME", "MODEL_EXTRA_KWARGS", "DATA_ROOT", "OUTPUT_ROOT", "EMBEDDINGS_ROOT"}
+)
+"""Variables `coralbay evaluate` sets itself from its own options; `--set` may not."""
+
+EVA_COMMANDS = {"segmentation": "fit", "classification": "predict_fit"}
+"""The eva subcommand of each task type: frozen-encoder segmentation trains a decoder online;
+a probe first predicts (embeds) then fits."""
+
+CORALBAY_DEFAULT_FEATURE_SIZE = 48
+"""F of `radiology/coralbay`'s published weights and of `coralbay_random` by default."""
+
+EMBEDDING_WIDTH = 24
+"""CoralBay's multi-scale embedding has 24·F dimensions."""
+
+
+class PlanError(ValueError):
+    """A sweep that cannot be planned; the message names the option, task or file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """The model under test: a registry name, its weights and keyword arguments."""
+
+    registry_name: str
+    checkpoint: str | None = None
+    kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    model_id: str = ""
+    """The folder name and leaderboard id; derived from the name or checkpoint when empty."""
+
+    def resolved_id(self) -> str:
+        """The model id: given, else the checkpoint folder's name, else the registry name's."""
+        if self.model_id:
+            return self.model_id
+        if self.checkpoint:
+            name = pathlib.PurePath(self.checkpoint.rstrip("/")).name
+            return re.sub(r"\.(safetensors|pt|pth|ckpt|bin)$", "", name) or "model"
+        return self.registry_name.split("/")[-1]
+
+    def extra_kwargs(self) -> dict[str, Any]:
+        """`MODEL_EXTRA_KWARGS`: the keyword arguments plus the checkpoint."""
+        extra = dict(self.kwargs)
+        if self.checkpoint is not None:
+            extra["checkpoint"] = self.checkpoint
+        return extra
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form recorded in the model's output folder."""
+        return {
+            "registry_name": self.registry_name,
+            "checkpoint": self.checkpoint,
+            "kwargs": dict(self.kwargs),
+            "model_id": self.resolved_id(),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One eva run of one task's config for one model, and where it writes."""
+
+    model_id: str
+    task_id: str
+    eva_command: str
+    """`fit` or `predict_fit`."""
+    config: pathlib.Path
+    data: pathlib.Path
+    env: Mapping[str, str]
+    """The config's environment variables for this run (on top of the caller's environment)."""
+    folder: pathlib.Path
+    """DIR/<model id>/<task id>: eva's output, the log and the job's record."""
+
+    @property
+    def output_root(self) -> pathlib.Path:
+        """Eva's OUTPUT_ROOT."""
+        return self.folder / "eva"
+
+    @property
+    def log(self) -> pathlib.Path:
+        """The job's combined stdout and stderr."""
+        return self.folder / "eva.log"
+
+    def command(self, python: str) -> list[str]:
+        """The eva command line with `python` as the interpreter."""
+        return [python, "-m", "eva", self.eva_command, "--config", str(self.config)]
+
+    def fingerprint(self) -> str:
+        """What the run computes: the config's bytes and every non-location variable.
+
+        Two jobs with the same fingerprint produce the same protocol (and model); a finished
+        task whose recorded fingerprint differs was run under another plan.
+        """
+        protocol_env = {
+            key: value for key, value in self.env.items() if key not in LOCATION_VARIABLES
+        }
+        canonical = json.dumps(
+            {
+                "config": hashlib.sha256(self.config.read_bytes()).hexdigest(),
+                "command": self.eva_command,
+                "env": protocol_env,
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def config_variables(config: pathlib.Path) -> frozenset[str]:
+    """The environment variables a config reads."""
+    return frozenset(CONFIG_VARIABLE.findall(config.read_text(encoding="utf-8")))
+
+
+def select_tasks(selection: str) -> list[Benchmark]:
+    """The tasks of `all`, `segmentation`, `classification` or a comma-separated list of ids.
+
+    Only tasks with a shipped config can be evaluated; naming one without is an error that
+    says so, and `all` / a type leaves out such tasks and synthetic ones.
+
+    Raises:
+        PlanError: For an unknown id (with the valid ones) or a task without a config.
+    """
+    runnable = [record for record in tasks.BENCHMARKS if record.config is not None]
+    if selection in ("all", *tasks.TASK_TYPES):
+        return [
+            record
+            for record in runnable
+            if not record.synthetic and selection in ("all", record.type)
+        ]
+    chosen = []
+    for task_id in (part.strip() for part in selection.split(",") if part.strip()):
+        record = tasks.CATALOGUE.get(task_id)
+        if record is None:
+            close = difflib.get_close_matches(task_id, list(tasks.CATALOGUE), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise PlanError(
+                f"--tasks: unknown task {task_id!r}{hint}; valid: all, segmentation, "
+                f"classification, {', '.join(record.id for record in runnable)}"
+            )
+        if record.config is None:
+            raise PlanError(
+                f"--tasks: {task_id} has no shipped config yet, so it cannot be evaluated; "
+                f"runnable: {', '.join(record.id for record in runnable)}"
+            )
+        if record not in chosen:
+            chosen.append(record)
+    if not chosen:
+        raise PlanError("--tasks: no task selected")
+    return chosen
+
+
+def parse_assignments(assignments: Sequence[str], option: str) -> list[tuple[str | None, str, str]]:
+    """Parses `[TASK:]NAME=VALUE` items into (task or None, name, value).
+
+    Raises:
+        PlanError: For an item without `=`.
+    """
+    parsed = []
+    for item in assignments:
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            raise PlanError(f"{option} {item!r}: expected [TASK:]NAME=VALUE")
+        task_id, colon, name = key.rpartition(":")
+        parsed.append((task_id if colon else None, name, value))
+    return parsed
+
+
+def feature_size(model: ModelSpec) -> int | None:
+    """F of a CoralBay-family model: its kwargs, else its export's config.json, else 48.
+
+    None for other models (eva's own backbones): their sizes must be given with `--set`.
+    """
+    if not model.registry_name.startswith("radiology/coralbay"):
+        return None
+    if "feature_size" in model.kwargs:
+        return int(model.kwargs["feature_size"])
+    if model.checkpoint is not None:
+        folder = pathlib.Path(model.checkpoint)
+        config_file = folder / "config.json" if folder.is_dir() else folder.parent / "config.json"
+        if config_file.is_file():
+            try:
+                return int(json.loads(config_file.read_text())["feature_size"])
+            except (ValueError, KeyError, TypeError) as error:
+                raise PlanError(f"{config_file}: no readable feature_size ({error})") from error
+    return CORALBAY_DEFAULT_FEATURE_SIZE
+
+
+def checkpoint_profile(model: ModelSpec) -> dict[str, Any] | None:
+    """The preprocessing an export's config.json records (it wins over the registry name's)."""
+    if model.checkpoint is None:
+        return None
+    folder = pathlib.Path(model.checkpoint)
+    config_file = folder / "config.json" if folder.is_dir() else folder.parent / "config.json"
+    if not config_file.is_file():
+        return None
+    try:
+        recorded = json.loads(config_file.read_text()).get("preprocessing")
+    except (ValueError, AttributeError) as error:
+        raise PlanError(f"{config_file}: not a JSON object ({error})") from error
+    return recorded if isinstance(recorded, dict) else None
+
+
+def plan(
+    model: ModelSpec,
+    selected: Sequence[Benchmark],
+    *,
+    output: pathlib.Path,
+    configs_root: pathlib.Path,
+    data_root: pathlib.Path | None = None,
+    data: Mapping[str, pathlib.Path] | None = None,
+    runs: int | None = None,
+    assignments: Sequence[str] = (),
+) -> list[Job]:
+    """One job per selected task.
+
+    Args:
+        model: The model under test.
+        selected: The tasks (from `select_tasks`).
+        output: The sweep folder; each job writes to `output/<model id>/<task id>/`.
+        configs_root: The shipped `configs/` folder.
+        data_root: Where each task's data is, as `data_root/<task id>/`.
+        data: Per-task data folders, over `data_root`.
+        runs: `N_RUNS` of every task (the config's own by default).
+        assignments: `[TASK:]NAME=VALUE` overrides of config variables; a TASK prefix limits
+            one to that task.
+
+    Raises:
+        PlanError: For a task without data, an unknown variable, a variable `evaluate` sets
+            itself, or a model whose sizes cannot be derived.
+    """
+    data = dict(data or {})
+    unknown_data = sorted(set(data) - {record.id for record in selected})
+    if unknown_data:
+        raise PlanError(f"--data names tasks that are not selected: {', '.join(unknown_data)}")
+    overrides = parse_assignments(assignments, "--set")
+    selected_ids = {record.id for record in selected}
+    for task_id, _, _ in overrides:
+        if task_id is not None and task_id not in selected_ids:
+            raise PlanError(f"--set {task_id}:...: {task_id} is not a selected task")
+    model_id = model.resolved_id()
+    features = feature_size(model)
+    profile = checkpoint_profile(model)
+    jobs = []
+    for record in selected:
+        assert record.config is not None  # select_tasks keeps only tasks with a config
+        config = configs_root / record.config
+        if not config.is_file():
+            raise PlanError(f"{record.id}: its config {config} is missing")
+        variables = config_variables(config)
+        if record.id in data:
+            task_data = data[record.id]
+        elif data_root is not None:
+            task_data = data_root / record.id
+        else:
+            raise PlanError(f"{record.id}: no data given (--data-root or --data {record.id}=PATH)")
+        folder = output / model_id / record.id
+        env = {
+            "MODEL_NAME": model.registry_name,
+            "MODEL_EXTRA_KWARGS": json.dumps(model.extra_kwargs(), sort_keys=True),
+            "DATA_ROOT": str(task_data),
+            "OUTPUT_ROOT": str(folder / "eva"),
+            "EMBEDDINGS_ROOT": str(folder / "embeddings"),
+            "TASK_ID": record.id,
+        }
+        if features is not None:
+            width = features if record.type == "segmentation" else EMBEDDING_WIDTH * features
+            env["IN_FEATURES"] = str(width)
+        if profile is not None:
+            env["PROFILE"] = json.dumps(profile, sort_keys=True)
+        if runs is not None:
+            env["N_RUNS"] = str(runs)
+        for task_id, name, value in overrides:
+            if task_id not in (None, record.id):
+                continue
+            if name in MANAGED_VARIABLES:
+                raise PlanError(
+                    f"--set {name}: evaluate sets it from its own options "
+                    "(--model, --checkpoint, --model-kwargs, --data-root, --output)"
+                )
+            if name not in variables:
+                if task_id is None:
+                    continue  # a sweep-wide setting: checked below against every config
+                raise PlanError(_not_read(name, config, record.id, variables))
+            env[name] = value
+        if "IN_FEATURES" not in env and "IN_FEATURES" in variables:
+            raise PlanError(
+                f"{record.id}: the width of {model.registry_name}'s features is not known here; "
+                "give it with --set IN_FEATURES=N"
+            )
+        env = {key: value for key, value in env.items() if key in variables}
+        jobs.append(
+            Job(
+                model_id=model_id,
+                task_id=record.id,
+                eva_command=EVA_COMMANDS[record.type],
+                config=config,
+                data=task_data,
+                env=env,
+                folder=folder,
+            )
+        )
+    read_anywhere: set[str] = set().union(*(config_variables(job.config) for job in jobs))
+    for task_id, name, _ in overrides:
+        if task_id is None and name not in read_anywhere:
+            raise PlanError(_not_read(name, jobs[0].config, jobs[0].task_id, read_anywhere))
+    return jobs
+
+
+def _not_read(
+    name: str, config: pathlib.Path, task_id: str, variables: set[str] | frozenset[str]
+) -> str:
+    close = difflib.get_close_matches(name, sorted(variables), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return (
+        f"--set {name}: not read by {config.name} ({task_id}){hint}. "
+        f"Read: {', '.join(sorted(variables))}"
+    )
