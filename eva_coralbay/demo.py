@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -77,7 +78,7 @@ class Preset:
     """The synthetic benchmark written when no --data is given."""
 
 
-_CPU_RUNS = {"N_RUNS": "1", "N_DATA_WORKERS": "0", "PERSISTENT_WORKERS": "false"}
+_CPU_RUNS = {"N_RUNS": "1", "N_DATA_WORKERS": "0"}
 
 TINY = Preset(
     name="tiny",
@@ -86,6 +87,7 @@ TINY = Preset(
     feature_size=12,
     segmentation_env={
         **_CPU_RUNS,
+        "PERSISTENT_WORKERS": "false",  # the probe config has no such setting
         "ROI_SIZE": "[64, 64, 64]",
         "SW_OVERLAP": "0",
         "SW_BATCH_SIZE": "4",
@@ -101,7 +103,6 @@ TINY = Preset(
         "MAX_STEPS": "100",
         "MIN_VOXELS": "50",
         "PREDICT_BATCH_SIZE": "8",
-        "LOG_EVERY_N_STEPS": "10",
     },
     # Child-size torsos: 128 x 112 x 96 voxels on CoralBay's 1.5 mm grid.
     phantoms=PhantomSet(train=8, val=4, unlabeled=8, shape=(64, 56, 48)),
@@ -165,6 +166,8 @@ class Step:
     command: Sequence[str]
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     log: str = ""
+    before: Callable[[], None] | None = None
+    """Run just before the command (writes a file the command reads)."""
 
 
 def configs_root() -> pathlib.Path:
@@ -278,7 +281,6 @@ def plan(
     configs = configs_root()
     python = sys.executable
     coralbay = [python, "-m", "eva_coralbay.cli"]
-    eva = [python, "-m", "eva"]
     pretrain_dir = output / "pretraining"
     export_dir = output / "coralbay-demo"
     leaderboard = output / "leaderboard"
@@ -311,107 +313,101 @@ def plan(
         ),
     ]
     models = {
-        "coralbay-demo": {
-            "MODEL_NAME": "radiology/coralbay",
-            "MODEL_EXTRA_KWARGS": json.dumps({"checkpoint": str(export_dir)}),
-        },
-        "coralbay-random": {
-            "MODEL_NAME": "radiology/coralbay_random",
-            "MODEL_EXTRA_KWARGS": json.dumps({"feature_size": preset.feature_size}),
-        },
+        "coralbay-demo": [
+            "--model",
+            "radiology/coralbay",
+            "--checkpoint",
+            str(export_dir),
+            "--model-kwargs",
+            json.dumps({"feature_size": preset.feature_size}),
+        ],
+        "coralbay-random": [
+            "--model",
+            "radiology/coralbay_random",
+            "--model-kwargs",
+            json.dumps({"feature_size": preset.feature_size}),
+        ],
     }
-    common = {
-        **dataset.env,
-        "DATA_ROOT": str(dataset.root),
-        "CORALBAY_CACHE": str(output / "cache"),
-        "TQDM_REFRESH_RATE": "5",
-    }
-    for model_id, model_env in models.items():
-        for kind, config, task_id, features, task_env in (
-            (
-                "fit",
-                configs / "radiology" / "online" / "segmentation" / dataset.segmentation_config,
-                dataset.segmentation_task,
-                preset.feature_size,
-                {**preset.segmentation_env, **dataset.segmentation_env},
-            ),
-            (
-                "predict_fit",
-                configs / "radiology" / "offline" / "classification" / dataset.probe_config,
-                dataset.organs_task,
-                24 * preset.feature_size,
-                {**preset.probe_env, **dataset.probe_env},
-            ),
-        ):
-            run_root = output / "runs" / model_id / task_id
-            env = {
-                **common,
-                **task_env,
-                **model_env,
-                "TASK_ID": task_id,
-                "IN_FEATURES": str(features),
-                "OUTPUT_ROOT": str(run_root),
-                "EMBEDDINGS_ROOT": str(output / "embeddings" / model_id),
-            }
-            result.append(
-                Step(
-                    f"eva {kind}: {task_id} with {model_id}",
-                    [*eva, kind, "--config", str(config)],
-                    env=env,
-                    log=f"eva-{kind}-{model_id}.log",
-                )
+    tasks = [dataset.segmentation_task]
+    if dataset.organs_task in _catalogue_tasks():
+        tasks.append(dataset.organs_task)
+    settings = [
+        *(f"{name}={value}" for name, value in dataset.env.items()),
+        "TQDM_REFRESH_RATE=5",
+        *(
+            f"{dataset.segmentation_task}:{name}={value}"
+            for name, value in {**preset.segmentation_env, **dataset.segmentation_env}.items()
+        ),
+    ]
+    if dataset.organs_task in tasks:
+        settings += [
+            f"{dataset.organs_task}:{name}={value}"
+            for name, value in {**preset.probe_env, **dataset.probe_env}.items()
+        ]
+    cards = output / "model_cards"
+    for model_id, model_arguments in models.items():
+        card = cards / f"{model_id}.json"
+        result.append(
+            Step(
+                f"coralbay evaluate {model_id} on {', '.join(tasks)} and submit",
+                [
+                    *coralbay,
+                    "evaluate",
+                    *model_arguments,
+                    "--model-id",
+                    model_id,
+                    "--tasks",
+                    ",".join(tasks),
+                    *(arg for task in tasks for arg in ("--data", f"{task}={dataset.root}")),
+                    "--output",
+                    str(output / "runs"),
+                    *(arg for setting in settings for arg in ("--set", setting)),
+                    "--submit",
+                    "--leaderboard-root",
+                    str(leaderboard),
+                    "--model-card",
+                    str(card),
+                ],
+                # The standardised cases are cached inside the demo's folder (read by the
+                # adapters, not by the configs).
+                env={"CORALBAY_CACHE": str(output / "cache")},
+                log=f"evaluate-{model_id}.log",
+                before=functools.partial(
+                    _write_card, card, _model_card(model_id, export_dir, dataset, preset)
+                ),
             )
-            result.append(
-                Step(
-                    f"submit {model_id} / {task_id} to the leaderboard",
-                    [
-                        *coralbay,
-                        "leaderboard",
-                        "submit",
-                        str(run_root),
-                        "--model",
-                        model_id,
-                        "--task",
-                        task_id,
-                        "--root",
-                        str(leaderboard),
-                        "--replace",
-                        *_model_card_arguments(model_id, export_dir, dataset, preset),
-                    ],
-                    log="leaderboard.log",
-                )
-            )
-    result.append(
-        Step(
-            "build the leaderboard",
-            [*coralbay, "leaderboard", "build", "--root", str(leaderboard)],
-            log="leaderboard.log",
         )
-    )
     return result
 
 
-def _model_card_arguments(
+def _catalogue_tasks() -> set[str]:
+    from eva_coralbay import tasks
+
+    return {record.id for record in tasks.BENCHMARKS if record.config is not None}
+
+
+def _model_card(
     model_id: str, export_dir: pathlib.Path, dataset: Dataset, preset: Preset
-) -> list[str]:
-    embedding = ["--embedding-dim", str(24 * preset.feature_size)]
+) -> dict[str, object]:
+    """What the leaderboard is told about each demo model (`coralbay leaderboard` model card)."""
+    embedding = {"embedding_dim": 24 * preset.feature_size}
     if model_id == "coralbay-random":
-        return [
-            "--display-name",
-            f"CoralBay random init (F={preset.feature_size})",
-            "--pretraining-datasets",
-            "",  # saw no images: uncontaminated everywhere
-            *embedding,
-        ]
-    return [
-        "--display-name",
-        f"CoralBay demo (F={preset.feature_size}, DINO)",
-        "--pretraining-datasets",
-        ",".join(dataset.pretraining_collections),
-        "--weights-source",
-        str(export_dir / "model.safetensors"),
-        *embedding,
-    ]
+        # It saw no images: uncontaminated everywhere.
+        return {
+            "display_name": f"CoralBay random init (F={preset.feature_size})",
+            "pretraining_datasets": [],
+            **embedding,
+        }
+    return {
+        "display_name": f"CoralBay demo (F={preset.feature_size}, DINO)",
+        "pretraining_datasets": list(dataset.pretraining_collections),
+        "weights_source": str(export_dir / "model.safetensors"),
+        **embedding,
+    }
+
+
+def _write_card(path: pathlib.Path, card: Mapping[str, object]) -> None:
+    _io.atomic_write_text(path, json.dumps(card, indent=2) + "\n")
 
 
 def run_steps(
@@ -432,6 +428,8 @@ def run_steps(
     started = time.monotonic()
     for number, step in enumerate(steps, start=1):
         log_path = logs / (step.log or f"step-{number:02d}.log")
+        if step.before is not None:
+            step.before()
         header = f"[{number}/{len(steps)}] {step.title}"
         # Unbuffered, so that progress reaches the console while the step runs.
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", **step.env}

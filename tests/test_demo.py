@@ -11,7 +11,8 @@ import sys
 import pandas as pd
 import pytest
 
-from eva_coralbay import demo
+from eva_coralbay import cli, demo
+from eva_coralbay.cli import evaluate as cli_evaluate
 from tests import hang_guard
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
@@ -33,22 +34,27 @@ def test_plan_uses_the_shipped_configs_and_commands(tmp_path: pathlib.Path) -> N
     commands = [step.command[2:4] for step in steps]
     assert commands[0] == ["eva_coralbay.cli", "pretrain"]
     assert commands[1] == ["eva_coralbay.cli", "export"]
-    assert commands[-1] == ["eva_coralbay.cli", "leaderboard"]
-    evaluations = [step for step in steps if step.command[1:3] == ["-m", "eva"]]
-    assert sorted((step.env["MODEL_NAME"], step.env["TASK_ID"]) for step in evaluations) == sorted(
+    evaluations = [step for step in steps if step.command[3] == "evaluate"]
+    assert len(evaluations) == 2 and len(steps) == 4
+    # Each evaluation is `coralbay evaluate`: the jobs it plans are the shipped configs.
+    jobs = []
+    for step in evaluations:
+        arguments = cli.build_parser().parse_args(step.command[3:])
+        assert arguments.submit and arguments.model_card is not None
+        jobs += cli_evaluate._plan(arguments)[0]
+    assert sorted((job.env["MODEL_NAME"], job.task_id) for job in jobs) == sorted(
         (name, task)
         for name in ("radiology/coralbay", "radiology/coralbay_random")
         for task in TASKS
     )
-    for step in evaluations:
-        config = pathlib.Path(step.command[step.command.index("--config") + 1])
-        assert config.is_file() and config.is_relative_to(REPOSITORY / "configs")
-        assert step.env["DATA_ROOT"] == str(dataset.root)
+    for job in jobs:
+        assert job.config.is_file() and job.config.is_relative_to(REPOSITORY / "configs")
+        assert job.env["DATA_ROOT"] == str(dataset.root)
         # Segmentation counts the background; the organ probe only the six organs.
-        expected_classes = 7 if step.command[3] == "fit" else 6
-        assert step.env["NUM_CLASSES"] == str(expected_classes)
-    pretrained = [step for step in evaluations if step.env["MODEL_NAME"] == "radiology/coralbay"]
-    assert {json.loads(step.env["MODEL_EXTRA_KWARGS"])["checkpoint"] for step in pretrained} == {
+        expected_classes = 7 if job.eva_command == "fit" else 6
+        assert job.env["NUM_CLASSES"] == str(expected_classes)
+    pretrained = [job for job in jobs if job.env["MODEL_NAME"] == "radiology/coralbay"]
+    assert {json.loads(job.env["MODEL_EXTRA_KWARGS"])["checkpoint"] for job in pretrained} == {
         str(tmp_path / "out" / "coralbay-demo")
     }
     # An ordinary Decathlon-layout dataset: 12 labelled cases, 4 of them named for validation.
@@ -95,7 +101,7 @@ def test_reduced_main_job_publishes_all_results(tmp_path: pathlib.Path) -> None:
     assert "CoralBay demo (F=12, DINO)" in readme and "CoralBay random init (F=12)" in readme
     assert (output / "leaderboard" / "heatmap.png").stat().st_size > 0
     assert str(output / "leaderboard" / "README.md") in result.stdout
-    assert "all 11 steps done" in result.stdout
+    assert "all 4 steps done" in result.stdout
 
     validate = _coralbay(
         "leaderboard", "validate", "--root", str(output / "leaderboard"), cwd=tmp_path

@@ -68,6 +68,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--submit", action="store_true", help="submit finished tasks and build")
     parser.add_argument("--leaderboard-root", type=pathlib.Path, help="where --submit writes")
+    parser.add_argument(
+        "--model-card",
+        type=pathlib.Path,
+        help="JSON model details for --submit (as `coralbay leaderboard submit --model-card`)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
     parser.add_argument("--force", action="store_true", help="rerun complete and stale tasks")
     parser.add_argument("--no-wait", action="store_true", help="SLURM: submit and return")
@@ -289,6 +294,13 @@ def _submit(args: argparse.Namespace, done: list[Any]) -> bool:
         embedding_dim=None if features is None else planning.EMBEDDING_WIDTH * features,
         weights_source=args.checkpoint,
     )
+    if args.model_card is not None:
+        try:
+            # The card's fields win; what evaluate knows fills the gaps.
+            details = ModelDetails.from_card(args.model_card).merged_over(details)
+        except LeaderboardError as error:
+            print(f"coralbay evaluate: --model-card: {error}", file=sys.stderr)
+            return True
     failed = False
     for job in done:
         try:

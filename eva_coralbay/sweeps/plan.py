@@ -332,7 +332,7 @@ def _not_read(
     name: str, config: pathlib.Path, task_id: str, variables: set[str] | frozenset[str]
 ) -> str:
     close = difflib.get_close_matches(name, sorted(variables), n=3)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
     return (
         f"--set {name}: not read by {config.name} ({task_id}){hint}. "
         f"Read: {', '.join(sorted(variables))}"
