@@ -317,9 +317,7 @@ def plan(
             "--model",
             "radiology/coralbay",
             "--checkpoint",
-            str(export_dir),
-            "--model-kwargs",
-            json.dumps({"feature_size": preset.feature_size}),
+            str(export_dir),  # evaluate reads F from its config.json
         ],
         "coralbay-random": [
             "--model",
@@ -333,7 +331,7 @@ def plan(
         tasks.append(dataset.organs_task)
     settings = [
         *(f"{name}={value}" for name, value in dataset.env.items()),
-        "TQDM_REFRESH_RATE=5",
+        f"{dataset.segmentation_task}:TQDM_REFRESH_RATE=5",  # the probe config shows no bar
         *(
             f"{dataset.segmentation_task}:{name}={value}"
             for name, value in {**preset.segmentation_env, **dataset.segmentation_env}.items()

@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         steps = demo.plan(output, dataset, preset, args.pretrain_steps)
         demo.run_steps(steps, output / "logs", echo=console.print)
     except (RuntimeError, ValueError, FileNotFoundError) as error:
-        console.print(f"[red]coralbay demo: error:[/red] {error}")
+        console.print("coralbay demo: error:", style="red", end=" ")
+        console.print(str(error), markup=False)  # commands hold [a, b] lists, not markup
         return 1
     print(demo.summary(output), file=sys.stdout)
     return 0

@@ -252,6 +252,12 @@ def _finish(args: argparse.Namespace, decisions: list[Any]) -> int:
             failed = failed or (decision.action == "run" and record.state != "done")
         rows.append((job, state, record, decision.reason))
     _print_summary(rows)
+    for job, state, record, _ in rows:
+        if record is not None and state == "failed" and job.log.is_file():
+            # The end of a failed run's log says why, without opening the file.
+            tail = job.log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
+            print(f"--- {job.task_id}: last lines of {job.log}", file=sys.stderr)
+            print("\n".join(f"    {line}" for line in tail), file=sys.stderr)
     if args.submit:
         done = [job for job, _, record, _ in rows if record is not None and record.state == "done"]
         failed = _submit(args, done) or failed

@@ -171,10 +171,13 @@ def submit_slurm(jobs: Sequence[Job], options: SlurmOptions, log_folder: pathlib
     """
     import submitit
 
-    executor = submitit.AutoExecutor(folder=str(log_folder / "%j"), cluster="slurm")
+    executor = submitit.AutoExecutor(
+        folder=str(log_folder / "%j"),
+        cluster="slurm",
+        slurm_max_num_timeout=1,  # one resubmission after a time-out or preemption
+    )
     parameters: dict[str, Any] = {
         "timeout_min": options.time_minutes,
-        "slurm_max_num_timeout": 1,  # one resubmission after a time-out or preemption
         "slurm_additional_parameters": dict(options.extra),
     }
     if options.partition:

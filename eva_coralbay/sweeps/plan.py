@@ -251,14 +251,16 @@ def plan(
             itself, or a model whose sizes cannot be derived.
     """
     data = dict(data or {})
-    unknown_data = sorted(set(data) - {record.id for record in selected})
-    if unknown_data:
-        raise PlanError(f"--data names tasks that are not selected: {', '.join(unknown_data)}")
+    # Settings of catalogue tasks left out of this sweep are ignored (one data map can serve
+    # many sweeps); a name outside the catalogue is a typo.
     overrides = parse_assignments(assignments, "--set")
-    selected_ids = {record.id for record in selected}
-    for task_id, _, _ in overrides:
-        if task_id is not None and task_id not in selected_ids:
-            raise PlanError(f"--set {task_id}:...: {task_id} is not a selected task")
+    for option, task_id in [("--data", task_id) for task_id in data] + [
+        ("--set", task_id) for task_id, _, _ in overrides if task_id is not None
+    ]:
+        if task_id not in tasks.CATALOGUE:
+            close = difflib.get_close_matches(task_id, list(tasks.CATALOGUE), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise PlanError(f"{option} {task_id}: not a task id{hint}")
     model_id = model.resolved_id()
     features = feature_size(model)
     profile = checkpoint_profile(model)
@@ -288,7 +290,7 @@ def plan(
             width = features if record.type == "segmentation" else EMBEDDING_WIDTH * features
             env["IN_FEATURES"] = str(width)
         if profile is not None:
-            env["PROFILE"] = json.dumps(profile, sort_keys=True)
+            env["PROFILE"] = _flow_mapping(profile)
         if runs is not None:
             env["N_RUNS"] = str(runs)
         for task_id, name, value in overrides:
@@ -337,3 +339,28 @@ def _not_read(
         f"--set {name}: not read by {config.name} ({task_id}){hint}. "
         f"Read: {', '.join(sorted(variables))}"
     )
+
+
+def _flow_mapping(values: Mapping[str, Any]) -> str:
+    """A profile as the configs' `${oc.decode:...}` reads it: a flow mapping without quotes.
+
+    OmegaConf's decoder accepts `{key: value, list: [1, 2]}` but not JSON's quoted strings.
+
+    Raises:
+        PlanError: For a value that cannot be written unquoted (a profile never has one).
+    """
+
+    def scalar(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float):
+            return repr(float(value)) if isinstance(value, float) else str(value)
+        if isinstance(value, list | tuple):
+            return "[" + ", ".join(scalar(item) for item in value) + "]"
+        if isinstance(value, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", value):
+            return value
+        raise PlanError(
+            f"the checkpoint's preprocessing has a value the configs cannot take: {value!r}"
+        )
+
+    return "{" + ", ".join(f"{key}: {scalar(value)}" for key, value in sorted(values.items())) + "}"

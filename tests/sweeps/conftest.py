@@ -1,0 +1,36 @@
+"""Fixtures of the sweep tests: a real SLURM cluster and a tiny phantom benchmark."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Iterator
+
+import pytest
+
+from eva_coralbay import demo
+from tests.sweeps import slurm_cluster as cluster
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[dict[str, str]]:
+    """A running single-node SLURM cluster; the environment that points its clients at it."""
+    missing = cluster.missing_daemons()
+    if missing:
+        message = (
+            f"SLURM is not installed ({', '.join(missing)} missing): install Debian's slurm-wlm "
+            "and munge (.ci/run does)"
+        )
+        # CI installs them, so there a missing daemon is a failure, not a skip.
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with cluster.slurm_cluster() as environment:
+        yield environment
+
+
+@pytest.fixture(scope="session")
+def phantoms(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """Three labelled phantoms (2 train, 1 validation) in the Decathlon layout."""
+    root = tmp_path_factory.mktemp("phantoms")
+    return demo.write_phantom_benchmark(root, demo.SMOKE.phantoms).root

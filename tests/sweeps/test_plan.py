@@ -1,0 +1,183 @@
+"""Planning, resuming and locking of `coralbay evaluate`, without running eva."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+
+from eva_coralbay import cli, demo, tasks
+from eva_coralbay.sweeps import launch, records
+from eva_coralbay.sweeps import plan as planning
+from tests.leaderboard import eva_output
+
+CONFIGS = demo.configs_root()
+RANDOM = planning.ModelSpec("radiology/coralbay_random", kwargs={"feature_size": 12})
+
+
+def _plan(tmp_path: pathlib.Path, task_ids: str, *sets: str, model=RANDOM) -> list[planning.Job]:
+    return planning.plan(
+        model,
+        planning.select_tasks(task_ids),
+        output=tmp_path / "out",
+        configs_root=CONFIGS,
+        data_root=tmp_path / "data",
+        assignments=sets,
+    )
+
+
+def test_task_selection_by_type_list_and_bad_ids() -> None:
+    classification = planning.select_tasks("classification")
+    assert {record.id for record in classification} == {
+        record.id
+        for record in tasks.BENCHMARKS
+        if record.type == "classification" and record.config and not record.synthetic
+    }
+    assert all(not record.synthetic for record in planning.select_tasks("all"))
+    assert [record.id for record in planning.select_tasks("word,btcv,word")] == ["word", "btcv"]
+    with pytest.raises(
+        planning.PlanError, match=r"unknown task 'btvc' \(did you mean btcv\?\).*lits17"
+    ):
+        planning.select_tasks("btvc")
+    with pytest.raises(planning.PlanError, match="chaos has no shipped config"):
+        planning.select_tasks("chaos")
+
+
+def test_jobs_carry_the_config_the_data_and_the_model(tmp_path: pathlib.Path) -> None:
+    export = tmp_path / "export"
+    export.mkdir()
+    trained_at_2mm = {"orientation": "RAS", "spacing": [2.0, 2.0, 2.0]}
+    (export / "config.json").write_text(
+        json.dumps({"feature_size": 24, "preprocessing": trained_at_2mm})
+    )
+    model = planning.ModelSpec("radiology/coralbay", checkpoint=str(export))
+    segmentation, probe = _plan(tmp_path, "btcv,organmnist", model=model)
+
+    assert (segmentation.eva_command, probe.eva_command) == ("fit", "predict_fit")
+    assert segmentation.config == CONFIGS / "radiology/online/segmentation/btcv.yaml"
+    assert segmentation.folder == tmp_path / "out" / "export" / "btcv"
+    assert segmentation.env["DATA_ROOT"] == str(tmp_path / "data" / "btcv")
+    assert segmentation.env["OUTPUT_ROOT"] == str(segmentation.folder / "eva")
+    # The decoder sees F channels, the probe the 24·F multi-scale embedding.
+    assert (segmentation.env["IN_FEATURES"], probe.env["IN_FEATURES"]) == ("24", "576")
+    assert json.loads(segmentation.env["MODEL_EXTRA_KWARGS"]) == {"checkpoint": str(export)}
+    # The export's own preprocessing reaches the configs.
+    assert segmentation.env["PROFILE"] == "{orientation: RAS, spacing: [2.0, 2.0, 2.0]}"
+    # Only variables the config reads are set.
+    assert set(segmentation.env) <= planning.config_variables(segmentation.config)
+
+
+def test_settings_are_checked_against_the_variables_the_configs_read(
+    tmp_path: pathlib.Path,
+) -> None:
+    btcv, probe = _plan(tmp_path, "btcv,organmnist", "MAX_STEPS=7", "btcv:ROI_SIZE=[64, 64, 64]")
+    assert btcv.env["MAX_STEPS"] == probe.env["MAX_STEPS"] == "7"
+    assert btcv.env["ROI_SIZE"] == "[64, 64, 64]" and "ROI_SIZE" not in probe.env
+
+    with pytest.raises(planning.PlanError, match=r"MAX_STEP\b.*did you mean MAX_STEPS"):
+        _plan(tmp_path, "btcv", "MAX_STEP=7")
+    with pytest.raises(planning.PlanError, match=r"organmnist\.yaml"):
+        _plan(tmp_path, "organmnist", "organmnist:ROI_SIZE=[64, 64, 64]")
+    with pytest.raises(planning.PlanError, match="evaluate sets it"):
+        _plan(tmp_path, "btcv", "DATA_ROOT=/elsewhere")
+    with pytest.raises(planning.PlanError, match="btvc: not a task id"):
+        _plan(tmp_path, "btcv", "btvc:MAX_STEPS=7")
+    # eva's own backbones have no F this plan could know: it asks for the width.
+    voco = planning.ModelSpec("radiology/voco_b")
+    with pytest.raises(planning.PlanError, match="--set IN_FEATURES"):
+        _plan(tmp_path, "btcv", model=voco)
+    assert _plan(tmp_path, "btcv", "IN_FEATURES=48", model=voco)[0].env["IN_FEATURES"] == "48"
+
+
+def test_fingerprint_follows_the_protocol_not_the_paths(tmp_path: pathlib.Path) -> None:
+    (job,) = _plan(tmp_path, "btcv")
+    (moved,) = planning.plan(
+        RANDOM,
+        planning.select_tasks("btcv"),
+        output=tmp_path / "elsewhere",
+        configs_root=CONFIGS,
+        data_root=tmp_path / "other-data",
+    )
+    (longer,) = _plan(tmp_path, "btcv", "MAX_STEPS=7")
+    assert job.fingerprint() == moved.fingerprint() != longer.fingerprint()
+
+
+def _finish(job: planning.Job) -> None:
+    """Leaves the job's folder as a successful run leaves it: eva's session and the record."""
+    eva_output.write_session(
+        job.output_root,
+        eva_output.SEGMENTATION_TEMPLATE,
+        eva_output.segmentation_metrics(eva_output.dice_runs(0.8)),
+    )
+    outcome = records.read_outcome(job.output_root, job.task_id)
+    records.JobRecord(
+        job.task_id,
+        "done",
+        job.fingerprint(),
+        metric=outcome.metric,
+        metric_key=outcome.metric_key,
+        protocol_hash=outcome.protocol_hash,
+    ).write(job.folder)
+
+
+def test_complete_tasks_are_skipped_stale_ones_refused_and_force_reruns(
+    tmp_path: pathlib.Path,
+) -> None:
+    (job,) = _plan(tmp_path, "btcv")
+    assert launch.decide([job], force=False)[0].action == "run"
+    _finish(job)
+
+    (decision,) = launch.decide([job], force=False)
+    assert decision.action == "skip" and "val/DiceScore = 0.80" in decision.reason
+    (changed,) = _plan(tmp_path, "btcv", "MAX_STEPS=7")
+    (decision,) = launch.decide([changed], force=False)
+    assert decision.action == "refuse" and "--force" in decision.reason
+    assert launch.decide([changed], force=True)[0].action == "run"
+    # An unfinished attempt is rerun, and its files are kept aside, not deleted.
+    records.JobRecord(job.task_id, "failed", job.fingerprint()).write(job.folder)
+    assert launch.decide([job], force=False)[0].action == "run"
+    kept = records.set_aside(job.folder)
+    assert kept is not None and list((kept / "eva").rglob("results.json"))
+    assert not job.output_root.exists()
+
+
+def test_a_job_held_by_another_evaluate_is_skipped(tmp_path: pathlib.Path) -> None:
+    (job,) = _plan(tmp_path, "btcv")
+    with records.locked(job.folder):
+        (decision,) = launch.decide([job], force=True)
+        assert decision.action == "skip" and "another coralbay evaluate" in decision.reason
+        with pytest.raises(records.LockedError), records.locked(job.folder):
+            pass
+    assert launch.decide([job], force=False)[0].action == "run"
+
+
+def test_a_folder_of_another_model_is_refused(tmp_path: pathlib.Path) -> None:
+    folder = tmp_path / "out" / "coralbay"
+    records.check_model_folder(folder, RANDOM.to_dict(), force=False)
+    other = planning.ModelSpec("radiology/coralbay_random", kwargs={"feature_size": 24})
+    with pytest.raises(ValueError, match="holds results of another model"):
+        records.check_model_folder(folder, other.to_dict(), force=False)
+    records.check_model_folder(folder, other.to_dict(), force=True)
+    foreign = tmp_path / "foreign"
+    (foreign / "something").mkdir(parents=True)
+    with pytest.raises(ValueError, match="not written by coralbay evaluate"):
+        records.check_model_folder(foreign, RANDOM.to_dict(), force=False)
+
+
+def test_command_line_refuses_bad_input_before_anything_runs(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["evaluate", "--output", str(tmp_path / "out"), "--data-root", str(tmp_path)]
+    assert cli.main([*common, "--model", "radiology/coralbey"]) == 2
+    assert "did you mean radiology/coralbay" in capsys.readouterr().err
+    assert cli.main([*common, "--tasks", "nope"]) == 2
+    assert "unknown task 'nope'" in capsys.readouterr().err
+    assert cli.main([*common, "--tasks", "btcv", "--set", "NOT_A_SETTING=1"]) == 2
+    assert "NOT_A_SETTING: not read by btcv.yaml" in capsys.readouterr().err
+    assert cli.main([*common, "--tasks", "btcv", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "btcv" in out and "not run yet" in out
+    assert not (tmp_path / "out").exists()  # a dry run writes nothing
+    assert cli.main(["evaluate", "--status", str(tmp_path)]) == 1
+    assert "no coralbay evaluate jobs" in capsys.readouterr().err
