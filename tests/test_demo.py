@@ -13,6 +13,7 @@ import pytest
 
 from eva_coralbay import cli, demo
 from eva_coralbay.cli import evaluate as cli_evaluate
+from eva_coralbay.leaderboard.store import Store
 from tests import hang_guard
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
@@ -107,3 +108,13 @@ def test_reduced_main_job_publishes_all_results(tmp_path: pathlib.Path) -> None:
         "leaderboard", "validate", "--root", str(output / "leaderboard"), cwd=tmp_path
     )
     assert validate.returncode == 0, validate.stdout + validate.stderr
+
+    # The demo's evaluation, run again by hand (the local launcher), finds both tasks complete.
+    dataset = demo.write_phantom_benchmark(output / "data", demo.SMOKE.phantoms)
+    steps = demo.plan(output, dataset, demo.SMOKE, pretrain_steps=None)
+    evaluation = next(step for step in steps if step.command[3] == "evaluate")
+    again = _coralbay(*evaluation.command[3:], cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("skipped (done)") == len(TASKS), again.stdout
+    assert "submitted" not in again.stdout  # the entries exist: no duplicate history
+    assert Store(output / "leaderboard").history_paths() == []

@@ -260,7 +260,8 @@ def _finish(args: argparse.Namespace, decisions: list[Any]) -> int:
             print("\n".join(f"    {line}" for line in tail), file=sys.stderr)
     if args.submit:
         done = [job for job, _, record, _ in rows if record is not None and record.state == "done"]
-        failed = _submit(args, done) or failed
+        ran = {decision.job.task_id for decision in decisions if decision.action == "run"}
+        failed = _submit(args, done, ran) or failed
     return 1 if failed else 0
 
 
@@ -286,10 +287,15 @@ def _print_summary(rows: list[Any]) -> None:
     Console(highlight=False, width=_width(140)).print(table)
 
 
-def _submit(args: argparse.Namespace, done: list[Any]) -> bool:
-    """Submits finished tasks and builds the leaderboard; returns whether anything failed."""
+def _submit(args: argparse.Namespace, done: list[Any], ran: set[str]) -> bool:
+    """Submits finished tasks and builds the leaderboard; returns whether anything failed.
+
+    A task that was complete before this call is submitted only when the leaderboard has no
+    entry for it yet, so that rerunning a sweep adds no duplicate history entries.
+    """
     from eva_coralbay.leaderboard import LeaderboardError, paths
     from eva_coralbay.leaderboard.build import build
+    from eva_coralbay.leaderboard.store import Store
     from eva_coralbay.leaderboard.submit import ModelDetails, submit_run
     from eva_coralbay.sweeps import plan as planning
 
@@ -307,8 +313,11 @@ def _submit(args: argparse.Namespace, done: list[Any]) -> bool:
         except LeaderboardError as error:
             print(f"coralbay evaluate: --model-card: {error}", file=sys.stderr)
             return True
+    store = Store(root)
     failed = False
     for job in done:
+        if job.task_id not in ran and store.entry_path(job.model_id, job.task_id).exists():
+            continue
         try:
             submission = submit_run(
                 job.output_root,
