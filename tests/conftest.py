@@ -4,6 +4,7 @@ import os
 import pathlib
 import subprocess
 import sys
+from typing import NoReturn
 
 import pytest
 
@@ -35,6 +36,17 @@ def _shared_data_dir() -> pathlib.Path:
     return pathlib.Path(configured) if configured else REPOSITORY_ROOT.parent / "shared" / "data"
 
 
+def missing_outside_ci(message: str) -> NoReturn:
+    """Skips a test whose data or tool is missing, with the reason; fails it under CI.
+
+    A developer without the data or the tool still runs the rest; CI always has them, so there
+    a missing one is a failure.
+    """
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def shared_data_dir() -> pathlib.Path:
     """The folder of small real CT scans with labels (read in place, never copied)."""
@@ -44,10 +56,7 @@ def shared_data_dir() -> pathlib.Path:
             f"the real CT test data is missing at {path}: the tests expect ../shared/data beside "
             "the repository (or set CORALBAY_SHARED_DATA)"
         )
-        # A developer without the data still runs the rest; CI always has it, so there it fails.
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_outside_ci(message)
     return path
 
 

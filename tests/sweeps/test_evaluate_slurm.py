@@ -45,11 +45,8 @@ def test_slurm_sweep_runs_submits_skips_when_complete_and_isolates_a_broken_task
     slurm: dict[str, str],
     phantoms: pathlib.Path,
     tmp_path: pathlib.Path,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name, value in slurm.items():
-        monkeypatch.setenv(name, value)
     arguments = _evaluate_arguments(phantoms, tmp_path)
     arguments[arguments.index("--tasks") + 1] = f"{SEGMENTATION},{ORGANS},msd_task9_spleen"
     missing = tmp_path / "no-spleen-here"
@@ -100,11 +97,8 @@ def test_no_wait_then_status_and_ctrl_c_cancels_the_queued_jobs(
     slurm: dict[str, str],
     phantoms: pathlib.Path,
     tmp_path: pathlib.Path,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name, value in slurm.items():
-        monkeypatch.setenv(name, value)
     arguments = _evaluate_arguments(phantoms, tmp_path)
     arguments[arguments.index("--tasks") + 1] = ORGANS
     # Held in the queue for an hour: the jobs stay pending while the test looks at them.
