@@ -361,7 +361,17 @@ BENCHMARKS: tuple[Benchmark, ...] = (
             "Kavur et al., CHAOS challenge - combined (CT-MR) healthy abdominal organ"
             " segmentation, Medical Image Analysis 69, 101950 (2021)"
         ),
+        license="CC BY-SA 4.0 (Zenodo record 3431873)",
+        split_source=(
+            "this project: the 20 CT training cases in id order, every fifth (8, 19, 25, 30) "
+            "to validation. The seeded eva numbers come from an unpublished split, so they are "
+            "not the same protocol"
+        ),
+        classes=("background", "liver"),
+        expected_cases=(("train", 16), ("val", 4)),
         image_sources=("chaos",),
+        adapter="CHAOS",
+        config="radiology/online/segmentation/chaos.yaml",
     ),
     msd(
         task_id="msd_task3_liver",

@@ -43,7 +43,7 @@ ADAPTERS = adapters.SEGMENTATION_ADAPTERS
 # The leaderboard registers these task ids; every adapter must carry one.
 LEADERBOARD_TASK_IDS = {
     "btcv", "lits17", "msd_task7_pancreas", "totalsegmentator_v2", "amos22_ct", "kits23", "word",
-    "flare22", "msd_task3_liver", "msd_task6_lung", "msd_task8_hepatic_vessel", "msd_task9_spleen",
+    "flare22", "chaos", "msd_task3_liver", "msd_task6_lung", "msd_task8_hepatic_vessel", "msd_task9_spleen",
     "msd_task10_colon",
 }  # fmt: skip
 
@@ -54,6 +54,7 @@ FIXTURE_SPLITS = {
     "MSDPancreas": {"train": {"pancreas_001", "pancreas_004"}, "val": {"pancreas_012"}},
     "TotalSegmentatorV2": {"train": {"s0000", "s0001"}, "val": {"s0002"}, "test": {"s0003"}},
     "AMOS22CT": {"train": {"amos_0001", "amos_0005"}, "val": {"amos_0008"}},
+    "CHAOS": {"train": {"ct_01", "ct_02"}, "val": {"ct_08"}},
     "KiTS23": {"train": {"case_00000", "case_00001"}, "val": {"case_00005"}},
     "WORD": {"train": {"word_0002", "word_0003"}, "val": {"word_0001"}, "test": {"word_0007"}},
     "FLARE22": {"train": {"FLARE22_Tr_0011", "FLARE22_Tr_0012"}, "val": {"FLARE22_Tr_0001"}},

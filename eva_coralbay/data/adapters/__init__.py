@@ -9,6 +9,7 @@ canonical vocabulary (`vocabulary.CANONICAL_CLASSES`), its licence, `prepare_dat
 from eva_coralbay.data.adapters.amos22 import AMOS22CT
 from eva_coralbay.data.adapters.base import Case, SegmentationAdapter, StandardCase
 from eva_coralbay.data.adapters.btcv import BTCV
+from eva_coralbay.data.adapters.chaos import CHAOS
 from eva_coralbay.data.adapters.decathlon_format import DecathlonFormat
 from eva_coralbay.data.adapters.flare22 import FLARE22
 from eva_coralbay.data.adapters.kits23 import KiTS23
@@ -34,6 +35,7 @@ SEGMENTATION_ADAPTERS: tuple[type[SegmentationAdapter], ...] = (
     KiTS23,
     WORD,
     FLARE22,
+    CHAOS,
     MSDLiver,
     MSDLung,
     MSDHepaticVessel,
@@ -64,6 +66,7 @@ def adapter_by_name(name: str) -> type[SegmentationAdapter]:
 __all__ = [
     "AMOS22CT",
     "BTCV",
+    "CHAOS",
     "FLARE22",
     "SEGMENTATION_ADAPTERS",
     "WORD",

@@ -43,8 +43,19 @@ class Case:
     labels: tuple[LabelPart, ...]
 
     def source_files(self) -> list[Path]:
-        """Every file the standardised arrays are computed from, image first."""
-        return [self.image, *(part.path for part in self.labels)]
+        """Every file the standardised arrays are computed from, image first.
+
+        A folder (a DICOM series, per-slice masks) stands for the files in it, so that a cache
+        keyed on these files notices a changed slice.
+        """
+        files: list[Path] = []
+        for path in (self.image, *(part.path for part in self.labels)):
+            files += (
+                sorted(item for item in path.iterdir() if item.is_file())
+                if path.is_dir()
+                else [path]
+            )
+        return files
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,6 +24,7 @@ from eva_coralbay.data.adapters import (
     amos22,
     base,
     btcv,
+    chaos,
     flare22,
     kits23,
     lits17,
@@ -31,7 +32,7 @@ from eva_coralbay.data.adapters import (
     totalsegmentator_v2,
     word,
 )
-from eva_coralbay.data.synthetic import phantoms
+from eva_coralbay.data.synthetic import dicom, phantoms
 
 DEFAULT_SHAPE = (40, 32, 28)
 DEFAULT_SPACING = 5.0
@@ -359,6 +360,47 @@ def write_totalsegmentator_v2(
     return root
 
 
+def write_chaos(
+    root: Path,
+    shape: tuple[int, int, int] = DEFAULT_SHAPE,
+    spacing: float = DEFAULT_SPACING,
+    *,
+    top_down: Sequence[int] = (2,),
+    mirrored: Sequence[int] = (8,),
+) -> Path:
+    """CHAOS layout: CHAOS_Train_Sets/Train_Sets/CT/<id>/{DICOM_anon, Ground}, cases 1, 2, 8.
+
+    One DICOM file and one PNG liver mask (0 / 255) per axial slice, named in the same order,
+    as the release ships them. Case 2's files run from the top slice down and case 8 stores
+    its columns mirrored: an adapter that assumed the usual layout would misplace their masks.
+    """
+    from PIL import Image
+
+    ct_dir = root / "CHAOS_Train_Sets" / "Train_Sets" / "CT"
+    for number in (1, 2, 8):
+        image, label, affine = phantom_arrays(
+            number, chaos.CHAOS.canonical_classes, shape, spacing, "RAS"
+        )
+        is_mirrored = number in mirrored
+        slices = dicom.axial_slices(image, affine, mirrored=is_mirrored)
+        masks = dicom.axial_slices(label, affine, mirrored=is_mirrored)
+        order = list(range(len(slices)))[:: -1 if number in top_down else 1]
+        case_dir = ct_dir / str(number)
+        dicom.write_series(
+            case_dir / "DICOM_anon",
+            [slices[index] for index in order],
+            [f"i{position:04d},0000b.dcm" for position in range(len(order))],
+            slice_thickness=spacing,
+        )
+        ground = case_dir / "Ground"
+        ground.mkdir(parents=True, exist_ok=True)
+        for position, index in enumerate(order):
+            pixels = np.asarray(masks[index].pixels, dtype=np.uint8)
+            pixels = np.where(pixels > 0, 255, 0).astype(np.uint8)
+            Image.fromarray(pixels).save(ground / f"liver_GT_{position:03d}.png")
+    return root
+
+
 def write_meta_csv(root: Path, subjects: Sequence[tuple[str, str]]) -> None:
     """Writes a TotalSegmentator meta.csv listing (subject, split) pairs."""
     root.mkdir(parents=True, exist_ok=True)
@@ -425,6 +467,7 @@ def writer_for(adapter: type[base.SegmentationAdapter]) -> Callable[..., Path]:
         word.WORD: write_word,
         flare22.FLARE22: write_flare22,
         amos22.AMOS22CT: write_amos22,
+        chaos.CHAOS: write_chaos,
         totalsegmentator_v2.TotalSegmentatorV2: write_totalsegmentator_v2,
     }
     return writers[adapter]
