@@ -43,8 +43,8 @@ ADAPTERS = adapters.SEGMENTATION_ADAPTERS
 # The leaderboard registers these task ids; every adapter must carry one.
 LEADERBOARD_TASK_IDS = {
     "btcv", "lits17", "msd_task7_pancreas", "totalsegmentator_v2", "amos22_ct", "kits23", "word",
-    "flare22", "chaos", "msd_task3_liver", "msd_task6_lung", "msd_task8_hepatic_vessel", "msd_task9_spleen",
-    "msd_task10_colon",
+    "flare22", "chaos", "msd_task3_liver", "msd_task6_lung", "msd_task8_hepatic_vessel",
+    "msd_task9_spleen", "msd_task10_colon",
 }  # fmt: skip
 
 # What each fixture layout holds (see layouts.py), per split: the oracle for the split logic.
