@@ -14,7 +14,12 @@ from tools import configs
 
 def test_every_adapter_has_its_record_and_every_record_its_adapter() -> None:
     named = {b.adapter: b.id for b in tasks.BENCHMARKS if b.adapter}
-    shipped = [*adapters.SEGMENTATION_ADAPTERS, adapters.OrganMNIST3D, adapters.NoduleMNIST3D]
+    shipped = [
+        *adapters.SEGMENTATION_ADAPTERS,
+        adapters.OrganMNIST3D,
+        adapters.NoduleMNIST3D,
+        adapters.LUNA25,
+    ]
     assert {adapter.__name__: adapter.task_id for adapter in shipped} == named
     for name in named:
         assert hasattr(adapters, name), name

@@ -208,10 +208,33 @@ def _organ_patches_predict(source: str, data_root: str, classes: str, source_arg
     return "\n".join(lines)
 
 
+def _luna25_predict() -> str:
+    lines = []
+    for index, split in enumerate(("train", "val")):
+        lines.append("        - class_path: eva_coralbay.data.adapters.LUNA25")
+        if index == 0:
+            lines += [
+                "          init_args: &PREDICT_DATASET_ARGS",
+                "            root: ${oc.env:DATA_ROOT, ./data/luna25}",
+                "            split: train",
+                "            # The preprocessing the model declares (as in segmentation).",
+                f"            profile: ${{oc.decode:${{oc.env:PROFILE, {MODEL_ENV}}}}}",
+                "            patch_size: ${oc.env:PATCH_SIZE, 64}",
+                "            allow_incomplete: ${oc.env:ALLOW_INCOMPLETE, false}",
+            ]
+        else:
+            lines += [
+                "          init_args:",
+                "            <<: *PREDICT_DATASET_ARGS",
+                f"            split: {split}",
+            ]
+    return "\n".join(lines)
+
+
 def classification_tasks() -> list[ClassificationTask]:
     """MedMNIST-3D, organ patches of TotalSegmentator, organ patches of a DecathlonFormat set."""
     organ_classes = "${oc.env:ORGAN_CLASSES, [" + ", ".join(TOTALSEGMENTATOR_ORGANS) + "]}"
-    return [
+    medmnist = [
         ClassificationTask(
             task_id=benchmark.id,
             title=f"{benchmark.title} ({'binary' if benchmark.class_count == 2 else 'multiclass'})",
@@ -226,7 +249,21 @@ def classification_tasks() -> list[ClassificationTask]:
             ),
         )
         for benchmark in map(tasks.get_benchmark, ("organmnist", "nodulemnist"))
-    ] + [
+    ]
+    luna25 = ClassificationTask(
+        task_id="luna25",
+        title="LUNA25 lung nodule malignancy (binary)",
+        class_names=tasks.get_benchmark("luna25").classes,
+        predict_datasets=_luna25_predict(),
+        splits=("train", "val"),
+        about=(
+            "Is this nodule malignant? A 64^3 patch (96 mm on CoralBay's grid) around each "
+            "annotation's world point, after the model's profile. DATA_ROOT holds "
+            "LUNA25_Public_Training_Development_Data.csv and luna25_images/ (docs/tasks.md, "
+            "`luna25`); splits by patient."
+        ),
+    )
+    organ_patches = [
         ClassificationTask(
             task_id="totalsegmentator_v2_organs",
             title="Organ patches of a segmentation dataset (default: TotalSegmentator v2)",
@@ -270,6 +307,7 @@ def classification_tasks() -> list[ClassificationTask]:
             task_id_env=True,
         ),
     ]
+    return [*medmnist, luna25, *organ_patches]
 
 
 def _task_dir(task_id: str, from_env: bool) -> str:

@@ -537,9 +537,17 @@ BENCHMARKS: tuple[Benchmark, ...] = (
             "LUNA25: lung nodule malignancy risk estimation challenge (2025), scans "
             "from the National Lung Screening Trial"
         ),
-        num_classes=2,
+        license="CC BY 4.0 as stated on the release's Zenodo records (unverified from here)",
+        split_source=(
+            "this project: by patient, one in five (a SHA-256 of PatientID) to validation, "
+            "so no patient is in two splits. eva's LUNA25 protocol (64x128x128 voxel patches "
+            "of the native grid) is not this one: the seeded numbers are not comparable"
+        ),
+        classes=("benign", "malignant"),
         image_sources=("nlst",),
         eva_datasets=("LUNA25",),
+        adapter="LUNA25",
+        config="radiology/offline/classification/luna25.yaml",
     ),
     Benchmark(
         id="demo_phantom_segmentation",

@@ -83,6 +83,7 @@ def test_every_benchmark_has_a_config() -> None:
     assert {path.stem for path in CLASSIFICATION_CONFIGS} == {
         adapters.OrganMNIST3D.task_id,
         adapters.NoduleMNIST3D.task_id,
+        adapters.LUNA25.task_id,
         "organ_patches",
         "decathlon_format_organs",
     }

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from eva_coralbay import demo
+from eva_coralbay.data.synthetic import layouts
 from tests.conftest import missing_outside_ci
 from tests.sweeps import slurm_cluster as cluster
 
@@ -38,3 +39,9 @@ def phantoms(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     """Three labelled phantoms (2 train, 1 validation) in the Decathlon layout."""
     root = tmp_path_factory.mktemp("phantoms")
     return demo.write_phantom_benchmark(root, demo.SMOKE.phantoms).root
+
+
+@pytest.fixture(scope="session")
+def luna25(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """A tiny LUNA25 release: MetaImage scans with bright nodules and the annotation table."""
+    return layouts.write_luna25(tmp_path_factory.mktemp("luna25"))

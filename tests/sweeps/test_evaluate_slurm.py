@@ -13,10 +13,11 @@ import time
 import pytest
 
 from eva_coralbay import cli, demo
+from eva_coralbay.leaderboard import eva_run
 from eva_coralbay.sweeps import launch, records
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
-SEGMENTATION, ORGANS = demo.PHANTOM_SEGMENTATION_TASK, demo.PHANTOM_ORGANS_TASK
+ORGANS = demo.PHANTOM_ORGANS_TASK
 MODEL_ID = "coralbay-random"
 
 pytestmark = pytest.mark.slow
@@ -44,18 +45,25 @@ def _task_folder(work: pathlib.Path, task_id: str) -> pathlib.Path:
 def test_slurm_sweep_runs_submits_skips_when_complete_and_isolates_a_broken_task(
     slurm: dict[str, str],
     phantoms: pathlib.Path,
+    luna25: pathlib.Path,
     tmp_path: pathlib.Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    # Two probes (the demo test runs segmentation) and a task whose data is missing.
     arguments = _evaluate_arguments(phantoms, tmp_path)
-    arguments[arguments.index("--tasks") + 1] = f"{SEGMENTATION},{ORGANS},msd_task9_spleen"
+    arguments[arguments.index("--tasks") + 1] = f"{ORGANS},luna25,msd_task9_spleen"
     missing = tmp_path / "no-spleen-here"
+    luna25_settings = [
+        f"luna25:{setting}" for setting in ("N_RUNS=1", "MAX_STEPS=4", "N_DATA_WORKERS=0")
+    ]
+    arguments += ["--data", f"luna25={luna25}"]
+    arguments += [part for setting in luna25_settings for part in ("--set", setting)]
     slurm_arguments = ["--launcher", "slurm", "--cpus-per-task", "1"]
 
     assert cli.main([*arguments, "--data", f"msd_task9_spleen={missing}", *slurm_arguments]) == 1
 
     output = capsys.readouterr()
-    for task_id in (SEGMENTATION, ORGANS):
+    for task_id in (ORGANS, "luna25"):
         record = records.JobRecord.read(_task_folder(tmp_path, task_id))
         assert record is not None and record.state == "done", output.out + output.err
         assert record.launcher == "slurm" and record.slurm_job_id is not None
@@ -64,6 +72,9 @@ def test_slurm_sweep_runs_submits_skips_when_complete_and_isolates_a_broken_task
         submission = tmp_path / "board" / "submissions" / MODEL_ID / f"{task_id}.json"
         assert json.loads(submission.read_text())["mean"] == pytest.approx(record.metric)
     assert (tmp_path / "board" / "leaderboard.parquet").is_file()
+    # The run names its task by its dataset class: `coralbay leaderboard submit` infers it.
+    luna25_run = eva_run.read_run(_task_folder(tmp_path, "luna25") / "eva")
+    assert eva_run.infer_task(luna25_run) == "luna25"
     # The task whose data is missing fails alone, named with its path, before anything ran.
     broken = records.JobRecord.read(_task_folder(tmp_path, "msd_task9_spleen"))
     assert broken is not None and broken.state == "failed" and str(missing) in broken.message
@@ -72,9 +83,9 @@ def test_slurm_sweep_runs_submits_skips_when_complete_and_isolates_a_broken_task
     # A second call finds both tasks complete and runs nothing.
     finished = {
         task_id: (_task_folder(tmp_path, task_id) / records.RECORD_FILE).stat().st_mtime_ns
-        for task_id in (SEGMENTATION, ORGANS)
+        for task_id in (ORGANS, "luna25")
     }
-    arguments[arguments.index("--tasks") + 1] = f"{SEGMENTATION},{ORGANS}"
+    arguments[arguments.index("--tasks") + 1] = f"{ORGANS},luna25"
     arguments.remove("--submit")
     assert cli.main([*arguments, *slurm_arguments]) == 0
     assert "skipped (done)" in capsys.readouterr().out

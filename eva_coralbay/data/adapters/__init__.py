@@ -14,6 +14,7 @@ from eva_coralbay.data.adapters.decathlon_format import DecathlonFormat
 from eva_coralbay.data.adapters.flare22 import FLARE22
 from eva_coralbay.data.adapters.kits23 import KiTS23
 from eva_coralbay.data.adapters.lits17 import LiTS17
+from eva_coralbay.data.adapters.luna25 import LUNA25
 from eva_coralbay.data.adapters.medmnist3d import NoduleMNIST3D, OrganMNIST3D
 from eva_coralbay.data.adapters.msd_task3_liver import MSDLiver
 from eva_coralbay.data.adapters.msd_task6_lung import MSDLung
@@ -68,6 +69,7 @@ __all__ = [
     "BTCV",
     "CHAOS",
     "FLARE22",
+    "LUNA25",
     "SEGMENTATION_ADAPTERS",
     "WORD",
     "Case",

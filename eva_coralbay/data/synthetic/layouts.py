@@ -32,7 +32,7 @@ from eva_coralbay.data.adapters import (
     totalsegmentator_v2,
     word,
 )
-from eva_coralbay.data.synthetic import dicom, phantoms
+from eva_coralbay.data.synthetic import dicom, metaimage, phantoms
 
 DEFAULT_SHAPE = (40, 32, 28)
 DEFAULT_SPACING = 5.0
@@ -398,6 +398,68 @@ def write_chaos(
             pixels = np.asarray(masks[index].pixels, dtype=np.uint8)
             pixels = np.where(pixels > 0, 255, 0).astype(np.uint8)
             Image.fromarray(pixels).save(ground / f"liver_GT_{position:03d}.png")
+    return root
+
+
+LUNA25_SCANS: tuple[tuple[str, str, bool, tuple[tuple[int, int, int], ...]], ...] = (
+    # (patient, series, stored right-to-left, nodule voxels on the phantom's RAS grid)
+    ("LUNA25-0001", "1.2.826.0.1.1001", False, ((12, 14, 18), (28, 16, 10))),
+    ("LUNA25-0001", "1.2.826.0.1.1002", True, ((27, 15, 17),)),
+    ("LUNA25-0002", "1.2.826.0.1.2001", True, ((11, 17, 12),)),
+    ("LUNA25-0008", "1.2.826.0.1.8001", False, ((13, 15, 16), (26, 14, 20))),
+)
+"""The synthetic LUNA25 release: patients 0001 and 0002 fall in the train split, 0008 in val."""
+
+NODULE_HU = 400
+"""A solid nodule brighter than any phantom organ, so a patch centre shows whether it hit it."""
+
+
+def write_luna25(
+    root: Path, shape: tuple[int, int, int] = DEFAULT_SHAPE, spacing: float = DEFAULT_SPACING
+) -> Path:
+    """LUNA25 layout: luna25_images/<SeriesInstanceUID>.mha + the annotation table.
+
+    Scans are stored as ITK writes them (LPS world), half with the usual left-ward first axis
+    and half right-to-left, each with small bright nodules whose world (LPS) centres the table
+    lists, alternately benign (0) and malignant (1).
+    """
+    rows = []
+    for scan_index, (patient, series, right_to_left, nodules) in enumerate(LUNA25_SCANS):
+        image, _, affine = phantom_arrays(scan_index + 40, ("background",), shape, spacing)
+        grid = np.indices(shape).transpose(1, 2, 3, 0)
+        for centre in nodules:
+            image[np.linalg.norm(grid - np.asarray(centre), axis=-1) <= 1.5] = NODULE_HU
+        if right_to_left:
+            # Stored RAS-indexed: the first axis runs toward the patient's right (-x in LPS).
+            stored, first_voxel, direction = image, (0, 0, 0), np.diag([-1.0, -1.0, 1.0])
+        else:
+            stored = image[::-1, ::-1, :]
+            first_voxel, direction = (shape[0] - 1, shape[1] - 1, 0), np.eye(3)
+        origin_ras = affine @ np.array([*first_voxel, 1.0])
+        metaimage.write_mha(
+            root / "luna25_images" / f"{series}.mha",
+            stored,
+            spacing=(spacing, spacing, spacing),
+            origin_lps=(-origin_ras[0], -origin_ras[1], origin_ras[2]),
+            direction_lps=direction,
+        )
+        for number, centre in enumerate(nodules):
+            world_ras = affine @ np.array([*centre, 1.0])
+            rows.append(
+                {
+                    "PatientID": patient,
+                    "SeriesInstanceUID": series,
+                    "AnnotationID": f"{series}_{number}",
+                    "CoordX": f"{-world_ras[0]:.3f}",
+                    "CoordY": f"{-world_ras[1]:.3f}",
+                    "CoordZ": f"{world_ras[2]:.3f}",
+                    "label": str((scan_index + number) % 2),
+                }
+            )
+    with (root / "LUNA25_Public_Training_Development_Data.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
     return root
 
 
