@@ -103,5 +103,6 @@ def test_patches_on_the_profile_grid_keep_physical_size(release: pathlib.Path) -
     dataset.configure()
     volume = dataset.load_data(0)
     assert tuple(volume.shape) == (1, 16, 12, 8)
+    assert volume.affine is not None
     spacing = np.linalg.norm(volume.affine.numpy()[:3, :3], axis=0)
     np.testing.assert_allclose(spacing, 1.5)  # CoralBay's 1.5 mm grid, whatever the scan's
