@@ -49,6 +49,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--output", type=pathlib.Path, help="the sweep folder")
     parser.add_argument("--runs", type=int, help="N_RUNS of every task (default: the config's)")
     parser.add_argument(
+        "--train-cases",
+        default="all",
+        help="label-efficiency track: comma-separated training-case counts, e.g. 1,5,all; each "
+        "count is the task variant <task>@<count> (segmentation tasks)",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -175,6 +181,7 @@ def _plan(args: argparse.Namespace) -> tuple[list[Any], Any]:
         data=data,
         runs=args.runs,
         assignments=args.set,
+        train_cases=planning.parse_train_cases(args.train_cases),
     )
     return jobs, model
 
@@ -316,6 +323,10 @@ def _submit(args: argparse.Namespace, done: list[Any], ran: set[str]) -> bool:
     store = Store(root)
     failed = False
     for job in done:
+        if planning.base_task(job.task_id) != job.task_id:
+            # The leaderboard has no label-efficiency view yet: variants stay in OUTPUT.
+            print(f"not submitted: {job.task_id} (a label-efficiency variant)")
+            continue
         if job.task_id not in ran and store.entry_path(job.model_id, job.task_id).exists():
             continue
         try:

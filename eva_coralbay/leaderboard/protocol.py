@@ -18,6 +18,8 @@ not change the evaluation protocol:
   `num_sanity_val_steps`, `profiler`, and the predict dataloader's settings;
 - callbacks, except the fields of `ModelCheckpoint` and `EarlyStopping` that choose the
   evaluated checkpoint (`monitor`, `mode`, `patience`, `min_delta`);
+- the label-efficiency setting `train_cases` when it is `all` (the default: runs from configs
+  with and without it hash alike; a subset such as `train_cases: 5` is in);
 - the trainer's `precision` when it is float32 (Lightning's default: runs from configs that name
   it and from configs that do not hash alike). Mixed precision (`bf16-mixed`, ...) is in.
 
@@ -118,13 +120,22 @@ def _normalise(node: Any) -> Any:
         return {
             str(key): _normalise(value)
             for key, value in node.items()
-            if str(key) not in EXCLUDED_KEYS
+            if str(key) not in EXCLUDED_KEYS and not _all_training_cases(str(key), value)
         }
     if isinstance(node, list):
         return [_normalise(item) for item in node]
     if isinstance(node, str):
         return _typed(node)
     return node
+
+
+def _all_training_cases(key: str, value: Any) -> bool:
+    """Whether this is the label-efficiency setting at its default (every training case).
+
+    A run on every case hashes like one from a config without the setting; a run on a subset
+    (`train_cases: 5`) is a task variant with a protocol of its own.
+    """
+    return key == "train_cases" and (value is None or str(value).strip().lower() == "all")
 
 
 def _protocol_callbacks(callbacks: Any) -> list[Any]:

@@ -6,14 +6,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from eva_coralbay import tasks
-from eva_coralbay.sweeps.plan import Job
+from eva_coralbay.sweeps.plan import Job, base_task
 
 
 def _dataset_class(job: Job) -> Any:
     """The adapter that reads the task's data in its native layout."""
     from eva_coralbay.data import adapters
 
-    record = tasks.CATALOGUE[job.task_id]
+    record = tasks.CATALOGUE[base_task(job.task_id)]
     if record.synthetic:
         return adapters.DecathlonFormat  # the demo's phantoms are written in that layout
     if record.adapter is not None:
@@ -27,7 +27,7 @@ def job_problems(job: Job) -> list[str]:
     from eva_coralbay.data import adapters
 
     if not job.data.is_dir():
-        record = tasks.CATALOGUE[job.task_id]
+        record = tasks.CATALOGUE[base_task(job.task_id)]
         return [
             f"{job.task_id}: {job.data}: no such folder. {record.title} is expected there in its "
             "native layout (docs/tasks.md says how to obtain it; `coralbay preprocess --dataset "
@@ -37,12 +37,16 @@ def job_problems(job: Job) -> list[str]:
     allow_incomplete = job.env.get("ALLOW_INCOMPLETE", "false").lower() == "true"
     problems: list[str] = []
     for split in dataset_class.split_names:
-        if split == "test" and tasks.CATALOGUE[job.task_id].type == "segmentation":
+        if split == "test" and tasks.CATALOGUE[base_task(job.task_id)].type == "segmentation":
             continue  # the segmentation configs evaluate on the validation split
         try:
             if issubclass(dataset_class, adapters.SegmentationAdapter):
                 dataset = dataset_class(
-                    root=str(job.data), split=split, profile=None, allow_incomplete=allow_incomplete
+                    root=str(job.data),
+                    split=split,
+                    profile=None,
+                    allow_incomplete=allow_incomplete,
+                    train_cases=job.env.get("TRAIN_CASES"),
                 )
             else:
                 dataset = dataset_class(

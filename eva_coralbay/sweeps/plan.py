@@ -28,6 +28,9 @@ MANAGED_VARIABLES = frozenset(
 )
 """Variables `coralbay evaluate` sets itself from its own options; `--set` may not."""
 
+VARIANT_SEPARATOR = "@"
+"""Joins a task and its label-efficiency variant: `btcv@5` is BTCV trained on 5 cases."""
+
 EVA_COMMANDS = {"segmentation": "fit", "classification": "predict_fit"}
 """The eva subcommand of each task type: frozen-encoder segmentation trains a decoder online;
 a probe first predicts (embeds) then fits."""
@@ -232,6 +235,7 @@ def plan(
     data: Mapping[str, pathlib.Path] | None = None,
     runs: int | None = None,
     assignments: Sequence[str] = (),
+    train_cases: Sequence[int | None] = (None,),
 ) -> list[Job]:
     """One job per selected task.
 
@@ -245,6 +249,9 @@ def plan(
         runs: `N_RUNS` of every task (the config's own by default).
         assignments: `[TASK:]NAME=VALUE` overrides of config variables; a TASK prefix limits
             one to that task.
+        train_cases: The label-efficiency track: one job per count of training cases (None:
+            all of them) for every task whose config reads `TRAIN_CASES`; a count's job is the
+            task variant `<task>@<count>` (`btcv@5`).
 
     Raises:
         PlanError: For a task without data, an unknown variable, a variable `evaluate` sets
@@ -312,22 +319,64 @@ def plan(
                 "give it with --set IN_FEATURES=N"
             )
         env = {key: value for key, value in env.items() if key in variables}
-        jobs.append(
-            Job(
-                model_id=model_id,
-                task_id=record.id,
-                eva_command=EVA_COMMANDS[record.type],
-                config=config,
-                data=task_data,
-                env=env,
-                folder=folder,
+        for count in _variants(record, variables, train_cases):
+            task_id = record.id if count is None else f"{record.id}{VARIANT_SEPARATOR}{count}"
+            variant_folder = output / model_id / task_id
+            variant_env = dict(env)
+            if count is not None:
+                variant_env["TRAIN_CASES"] = str(count)
+            for name in ("OUTPUT_ROOT", "EMBEDDINGS_ROOT"):
+                if name in variant_env:
+                    variant_env[name] = str(variant_folder / pathlib.Path(env[name]).name)
+            jobs.append(
+                Job(
+                    model_id=model_id,
+                    task_id=task_id,
+                    eva_command=EVA_COMMANDS[record.type],
+                    config=config,
+                    data=task_data,
+                    env=variant_env,
+                    folder=variant_folder,
+                )
             )
-        )
     read_anywhere: set[str] = set().union(*(config_variables(job.config) for job in jobs))
     for task_id, name, _ in overrides:
         if task_id is None and name not in read_anywhere:
             raise PlanError(_not_read(name, jobs[0].config, jobs[0].task_id, read_anywhere))
     return jobs
+
+
+def _variants(
+    record: Benchmark, variables: frozenset[str], train_cases: Sequence[int | None]
+) -> list[int | None]:
+    """The training-case counts a task is run with: subsets only where its config has them."""
+    if "TRAIN_CASES" not in variables:
+        return [None]
+    return list(dict.fromkeys(train_cases)) or [None]
+
+
+def base_task(task_id: str) -> str:
+    """The catalogue task of a job's task id: `btcv` for the variant `btcv@5`."""
+    return task_id.partition(VARIANT_SEPARATOR)[0]
+
+
+def parse_train_cases(text: str) -> list[int | None]:
+    """`--train-cases 1,5,all` as counts (None: all).
+
+    Raises:
+        PlanError: For an item that is not a positive integer or `all`.
+    """
+    counts: list[int | None] = []
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        if item.lower() == "all":
+            counts.append(None)
+        elif item.isdigit() and int(item) > 0:
+            counts.append(int(item))
+        else:
+            raise PlanError(f"--train-cases {text!r}: {item!r} is not a positive count or 'all'")
+    if not counts:
+        raise PlanError("--train-cases: no count given")
+    return counts
 
 
 def _not_read(

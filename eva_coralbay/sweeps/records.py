@@ -16,6 +16,7 @@ from eva_coralbay import _io
 from eva_coralbay.leaderboard import eva_run, protocol
 from eva_coralbay.leaderboard import tasks as leaderboard_tasks
 from eva_coralbay.leaderboard.errors import LeaderboardError
+from eva_coralbay.sweeps.plan import base_task
 
 RECORD_FILE = "job.json"
 LOCK_FILE = ".lock"
@@ -121,7 +122,8 @@ def read_outcome(output_root: pathlib.Path, task_id: str) -> Outcome:
         LeaderboardError: When there is no complete, readable results.json with the metric.
     """
     run = eva_run.read_run(output_root)
-    result = eva_run.metric_result(run, leaderboard_tasks.get_task(task_id))
+    # A label-efficiency variant (btcv@5) is scored like its task.
+    result = eva_run.metric_result(run, leaderboard_tasks.get_task(base_task(task_id)))
     return Outcome(
         metric=result.mean,
         metric_key=result.key,

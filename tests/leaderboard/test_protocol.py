@@ -84,3 +84,16 @@ def test_float32_precision_hashes_like_an_unnamed_one_and_mixed_precision_does_n
     assert _hash(named) == BASE
     assert _hash(named, PRECISION="32-true") == BASE
     assert _hash(named, PRECISION="bf16-mixed") != BASE
+
+
+def test_every_training_case_hashes_like_no_setting_and_a_subset_does_not() -> None:
+    with_setting = eva_output.SEGMENTATION_TEMPLATE.replace(
+        "          split: train\n",
+        "          split: train\n          train_cases: ${oc.env:TRAIN_CASES, all}\n",
+        1,
+    )
+    assert with_setting != eva_output.SEGMENTATION_TEMPLATE
+    assert _hash(with_setting) == BASE
+    assert _hash(with_setting, TRAIN_CASES="ALL") == BASE
+    five = _hash(with_setting, TRAIN_CASES="5")
+    assert five != BASE and five != _hash(with_setting, TRAIN_CASES="1")

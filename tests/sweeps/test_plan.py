@@ -40,8 +40,8 @@ def test_task_selection_by_type_list_and_bad_ids() -> None:
         planning.PlanError, match=r"unknown task 'btvc' \(did you mean btcv\?\).*lits17"
     ):
         planning.select_tasks("btvc")
-    with pytest.raises(planning.PlanError, match="chaos has no shipped config"):
-        planning.select_tasks("chaos")
+    with pytest.raises(planning.PlanError, match="cc-ccii has no shipped config"):
+        planning.select_tasks("cc-ccii")
 
 
 def test_jobs_carry_the_config_the_data_and_the_model(tmp_path: pathlib.Path) -> None:
@@ -181,3 +181,28 @@ def test_command_line_refuses_bad_input_before_anything_runs(
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
     assert cli.main(["evaluate", "--status", str(tmp_path)]) == 1
     assert "no coralbay evaluate jobs" in capsys.readouterr().err
+
+
+def test_label_efficiency_variants_run_segmentation_on_nested_subsets(
+    tmp_path: pathlib.Path,
+) -> None:
+    jobs = planning.plan(
+        RANDOM,
+        planning.select_tasks("btcv,organmnist"),
+        output=tmp_path / "out",
+        configs_root=CONFIGS,
+        data_root=tmp_path / "data",
+        train_cases=planning.parse_train_cases("1,5,all"),
+    )
+    assert [job.task_id for job in jobs] == ["btcv@1", "btcv@5", "btcv", "organmnist"]
+    one, five, every, probe = jobs
+    assert (one.env["TRAIN_CASES"], five.env["TRAIN_CASES"]) == ("1", "5")
+    assert "TRAIN_CASES" not in every.env and "TRAIN_CASES" not in probe.env
+    assert one.env["OUTPUT_ROOT"] == str(tmp_path / "out" / "coralbay_random" / "btcv@1" / "eva")
+    assert one.env["DATA_ROOT"] == every.env["DATA_ROOT"]
+    assert len({one.fingerprint(), five.fingerprint(), every.fingerprint()}) == 3
+    # A finished variant is complete and scored like its task.
+    _finish(five)
+    assert launch.decide([five], force=False)[0].action == "skip"
+    with pytest.raises(planning.PlanError, match="'0' is not a positive count"):
+        planning.parse_train_cases("0,all")

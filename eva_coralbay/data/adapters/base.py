@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import hashlib
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from pathlib import Path
 from typing import Any, ClassVar
@@ -172,6 +173,7 @@ class SegmentationAdapter(VisionDataset[eva_tv_tensors.Volume, tv_tensors.Mask],
         use_cache: bool = True,
         download: bool = False,
         allow_incomplete: bool = False,
+        train_cases: int | str | None = None,
     ) -> None:
         """Initializes the adapter.
 
@@ -190,6 +192,10 @@ class SegmentationAdapter(VisionDataset[eva_tv_tensors.Volume, tv_tensors.Mask],
                 checksummed public archive exists.
             allow_incomplete: Accept a dataset with fewer cases than the complete benchmark (a
                 subset or a synthetic fixture): missing cases are skipped, not reported.
+            train_cases: Train on this many labelled cases only (the label-efficiency track):
+                the first of a fixed order of the training case ids (`nested_subset`), so the
+                5-case set holds the 1-case set and every model gets the same cases. None or
+                "all": every training case. The validation split is never cut.
         """
         super().__init__(transforms=transforms)
         if split is not None and split not in self.split_names:
@@ -204,6 +210,7 @@ class SegmentationAdapter(VisionDataset[eva_tv_tensors.Volume, tv_tensors.Mask],
         self._use_cache = use_cache
         self._download = download
         self._allow_incomplete = allow_incomplete
+        self._train_cases = parse_train_cases(train_cases)
         self._cases: list[Case] = []
         self._catalogue_size: dict[str, int] = {}
         self._cache: cache_store.CacheReader | None = None
@@ -279,6 +286,8 @@ class SegmentationAdapter(VisionDataset[eva_tv_tensors.Volume, tv_tensors.Mask],
         cases = [case for case in catalogue if self._split in (None, case.split)]
         if self._allow_incomplete:
             cases = [case for case in cases if case.image.exists()]
+        if self._train_cases is not None:
+            cases = self._cut_training_cases(cases)
         self._cases = cases
         self._cache = None
         if self._use_cache and self._profile is not None:
@@ -433,6 +442,19 @@ class SegmentationAdapter(VisionDataset[eva_tv_tensors.Volume, tv_tensors.Mask],
     def _root_has_data(self) -> bool:
         return self._root.is_dir() and any(self._root.iterdir())
 
+    def _cut_training_cases(self, cases: list[Case]) -> list[Case]:
+        training = [case.case_id for case in cases if case.split == "train"]
+        if not training:
+            return cases
+        assert self._train_cases is not None
+        if self._train_cases > len(training):
+            raise ValueError(
+                f"{type(self).__name__} at {self._root}: train_cases={self._train_cases}, but the "
+                f"training split has {len(training)} cases"
+            )
+        kept = set(nested_subset(training, self._train_cases))
+        return [case for case in cases if case.split != "train" or case.case_id in kept]
+
     def _completeness_problems(self) -> list[Problem]:
         if self._allow_incomplete:
             return []
@@ -466,6 +488,42 @@ class SegmentationAdapter(VisionDataset[eva_tv_tensors.Volume, tv_tensors.Mask],
         )
         mask = tv_tensors.Mask(torch.from_numpy(np.asarray(standard.label, dtype=np.int64))[None])
         return volume, mask
+
+
+SUBSET_KEY = "coralbay-label-efficiency-v1"
+"""Mixed into the case-id hash that orders training cases for `nested_subset`; changing it
+changes every label-efficiency subset, so it is versioned."""
+
+
+def parse_train_cases(value: int | str | None) -> int | None:
+    """`train_cases` as a positive count, or None for every case ("all").
+
+    Raises:
+        ValueError: For anything but a positive integer or "all".
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() == "all"):
+        return None
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"train_cases must be a positive integer or 'all', got {value!r}"
+        ) from None
+    if count < 1 or str(count) != str(value).strip():
+        raise ValueError(f"train_cases must be a positive integer or 'all', got {value!r}")
+    return count
+
+
+def nested_subset(case_ids: Sequence[str], count: int) -> list[str]:
+    """The first `count` case ids in a fixed order: nested in `count`, the same for every model.
+
+    The order is by a SHA-256 of each id (with `SUBSET_KEY`), so it depends on the ids alone,
+    not on file listing order or the machine.
+    """
+    ordered = sorted(
+        case_ids, key=lambda case_id: hashlib.sha256(f"{SUBSET_KEY}:{case_id}".encode()).digest()
+    )
+    return ordered[:count]
 
 
 def _geometry_from_reader(path: Path) -> validation.Geometry:

@@ -97,6 +97,7 @@ Put your dataset in the Decathlon / nnU-Net raw layout: ROOT/dataset.json with `
         use_cache: bool = True,
         download: bool = False,
         allow_incomplete: bool = False,
+        train_cases: int | str | None = None,
         fold: int = 0,
         num_classes: int | None = None,
     ) -> None:
@@ -112,6 +113,7 @@ Put your dataset in the Decathlon / nnU-Net raw layout: ROOT/dataset.json with `
             download: Unused (a user dataset has no public archive); kept for a uniform
                 signature.
             allow_incomplete: Skip cases whose image file is missing instead of reporting them.
+            train_cases: Train on this many cases only (see `SegmentationAdapter`).
             fold: The fold of splits_final.json used when dataset.json has no validation list.
             num_classes: The number of labels (with background) the config expects, e.g. the
                 decoder's output channels; a dataset.json that declares another number is an
@@ -130,6 +132,7 @@ Put your dataset in the Decathlon / nnU-Net raw layout: ROOT/dataset.json with `
             use_cache=use_cache,
             download=download,
             allow_incomplete=allow_incomplete,
+            train_cases=train_cases,
         )
         self._fold = fold
         self.bind_dataset(num_classes)

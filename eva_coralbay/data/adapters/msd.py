@@ -97,6 +97,7 @@ class MSDAdapter(decathlon_format.DecathlonFormat):
         use_cache: bool = True,
         download: bool = False,
         allow_incomplete: bool = False,
+        train_cases: int | str | None = None,
     ) -> None:
         """Initializes the adapter; the data may be absent until `prepare_data` downloads it.
 
@@ -109,6 +110,7 @@ class MSDAdapter(decathlon_format.DecathlonFormat):
             use_cache: Whether to read standardised volumes from the cache when fresh.
             download: Whether `prepare_data` downloads the task's archive when `root` is empty.
             allow_incomplete: Accept a subset of the task: missing cases are skipped.
+            train_cases: Train on this many cases only (see `SegmentationAdapter`).
         """
         # No `fold` or `num_classes`: a benchmark's split and class map are fixed.
         super().__init__(
@@ -120,6 +122,7 @@ class MSDAdapter(decathlon_format.DecathlonFormat):
             use_cache=use_cache,
             download=download,
             allow_incomplete=allow_incomplete,
+            train_cases=train_cases,
         )
 
     @property
