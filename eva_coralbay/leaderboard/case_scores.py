@@ -1,7 +1,7 @@
 """Checks and reads per-case score files (format: `eva_coralbay.tasks.per_case_format`).
 
-The task's statistic is, for segmentation and classification alike, the mean over classes of
-the mean over cases: macro Dice, or balanced accuracy.
+How a task's number follows from the scores read here is its metric's `statistic`
+(`leaderboard.metrics`).
 """
 
 from __future__ import annotations
