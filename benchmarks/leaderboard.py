@@ -91,6 +91,8 @@ def _record(model: int, task_id: str, mean: float, per_case: tuple[str, str] | N
         "per_case_sha256": per_case[1] if per_case else None,
         "eva_version": "0.4.5",
         "plugin_version": "0.1.0",
+        "torch_version": "2.6.0",
+        "torchmetrics_version": "1.8.2",
         "protocol_hash": f"{hash(task_id) % 16**8:08x}" * 8,
         "run_id": f"20261127-000000000000_{model:08x}",
         "source": None,

@@ -34,6 +34,8 @@ def _run_record() -> dict[str, Any]:
         "per_case_sha256": SHA,
         "eva_version": "0.4.5",
         "plugin_version": "0.1.0",
+        "torch_version": "2.14.1",
+        "torchmetrics_version": "1.9.0",
         "protocol_hash": "cd" * 32,
         "run_id": "20261127-101500123456_1a2b3c4d",
         "source": None,
@@ -105,6 +107,8 @@ BAD_RUN_RECORDS: dict[str, Callable[[dict[str, Any]], None]] = {
     "date in words": _set(date="yesterday"),
     "uppercase pretraining dataset": _set(pretraining_datasets=["BTCV"]),
     "empty display name": _set(display_name=""),
+    "numeric torch version": _set(torch_version=2.6),
+    "torchmetrics version as a list": _set(torchmetrics_version=["1.9.0"]),
 }
 
 BAD_REPORTED_RECORDS: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -122,6 +126,18 @@ def test_valid_records_pass() -> None:
     single_run = _run_record() | {"values": [0.8], "stdev": 0}
     assert schema.record_problems(single_run) == []
     assert not table_validation.screen([_run_record(), _reported_record(), single_run]).any()
+
+
+def test_records_from_before_the_library_versions_stay_valid() -> None:
+    old = _run_record()
+    del old["torch_version"], old["torchmetrics_version"]
+    half = _run_record()
+    del half["torchmetrics_version"]
+    assert schema.record_problems(old) == [] and schema.record_problems(half) == []
+    mixed = [old, _run_record(), half, _reported_record()]
+    assert not table_validation.screen(mixed).any()
+    broken = old | {"torch_version": 2}
+    assert table_validation.screen([old, broken]).tolist() == [False, True]
 
 
 @pytest.mark.parametrize(

@@ -1,3 +1,4 @@
+import importlib.metadata
 import json
 import math
 import pathlib
@@ -38,6 +39,13 @@ def test_submit_real_eva_run(root: pathlib.Path) -> None:
     assert record["values"] == expected["values"]
     assert record["mean"] == expected["mean"]
     assert record["run_id"] == REAL_EVA_SESSION.name
+    # The libraries behind the number, as installed (read from metadata, not imported).
+    for field, distribution in (
+        ("eva_version", "kaiko-eva"),
+        ("torch_version", "torch"),
+        ("torchmetrics_version", "torchmetrics"),
+    ):
+        assert record[field] == importlib.metadata.version(distribution)
     assert schema.record_problems(record) == []
 
 
