@@ -21,7 +21,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.segmentation import DiceScore
 
 from eva_coralbay.evaluation import PerCaseScores
-from eva_coralbay.leaderboard import case_scores
+from eva_coralbay.leaderboard import LeaderboardError, case_scores
 from eva_coralbay.leaderboard.metrics import METRICS
 
 # TotalSegmentator v2 ids of the organs kept in this 4-class task.
@@ -90,6 +90,7 @@ def test_per_case_dice_matches_direct_computation(
     assert (pathlib.Path(trainer.default_log_dir) / "run_0" / "per_case_scores.parquet").exists()
     assert len(table) == len(dataset) * len(ORGANS)
     assert set(table["stage"]) == {"val"} and set(table["run"]) == {0}
+    assert set(table["dataset_size"]) == {len(dataset)} and set(table["world_size"]) == {1}
     assert table["score"].notna().sum() >= len(dataset)
     # The leaderboard accepts the file as a submission's per-case scores.
     case_scores.check_file(session_file, METRICS["dice"])
@@ -300,3 +301,64 @@ def test_leaderboard_balanced_accuracy_is_evas_published_number(
     by_case = case_scores.load_scores(path, stage="val").to_numpy()
     published = logged["val/BinaryBalancedAccuracy"]
     assert METRICS["balanced_accuracy"].estimate(by_case) == pytest.approx(published, abs=1e-6)
+
+
+def _segmentation_module() -> SemanticSegmentationModule:
+    torch.manual_seed(0)
+    return SemanticSegmentationModule(
+        decoder=nn.Conv3d(1, len(CLASS_NAMES), kernel_size=3, padding=1),
+        criterion=DiceCELoss(to_onehot_y=True, softmax=True),
+        spatial_dims=3,
+    )
+
+
+def test_a_file_without_every_case_of_the_dataset_is_refused(
+    tmp_path: pathlib.Path, totalsegmentator_dir: pathlib.Path
+) -> None:
+    # What process 0 of a 2-device run evaluates: every other case.
+    dataset = _RealCrops(totalsegmentator_dir)
+    sampler = torch_data.DistributedSampler(dataset, num_replicas=2, rank=0, shuffle=False)
+    trainer = Trainer(
+        default_root_dir=str(tmp_path),
+        callbacks=[PerCaseScores(class_names=CLASS_NAMES)],
+        logger=False,
+        accelerator="cpu",
+        enable_progress_bar=False,
+    )
+    loader = torch_data.DataLoader(dataset, batch_size=1, sampler=sampler)
+    trainer.validate(_segmentation_module(), dataloaders=loader, verbose=False)
+    path = pathlib.Path(trainer.default_log_dir) / "per_case_scores.parquet"
+    with pytest.raises(LeaderboardError) as error:
+        case_scores.check_file(path, METRICS["dice"])
+    message = str(error.value)
+    assert message.startswith(f"{path}: invalid per-case score file")
+    assert "run 0, stage val, dataloader 0 scored 2 of the dataset's 3 cases, 1 missing" in message
+
+
+@pytest.mark.slow(expected_s=40)
+def test_a_two_process_run_writes_a_file_the_leaderboard_refuses(
+    tmp_path: pathlib.Path, totalsegmentator_dir: pathlib.Path
+) -> None:
+    # Two CPU processes (gloo): process 0 writes only its own cases. Before the callback asked
+    # every process for eva's broadcast `log_dir`, process 0 waited in it for the others and
+    # the run failed.
+    dataset = _RealCrops(totalsegmentator_dir)
+    trainer = Trainer(
+        default_root_dir=str(tmp_path),
+        callbacks=[PerCaseScores(class_names=CLASS_NAMES)],
+        logger=False,
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
+    loader = torch_data.DataLoader(dataset, batch_size=1)
+    trainer.validate(_segmentation_module(), dataloaders=loader, verbose=False)
+    (path,) = pathlib.Path(tmp_path).glob("*/per_case_scores.parquet")
+    table = pd.read_parquet(path)
+    assert set(table["world_size"]) == {2} and set(table["dataset_size"]) == {len(dataset)}
+    with pytest.raises(LeaderboardError, match="process 0 of a 2-process run") as error:
+        case_scores.check_file(path, METRICS["dice"])
+    assert str(error.value).startswith(str(path))
+    assert "2 of the dataset's 3 cases, 1 missing" in str(error.value)
