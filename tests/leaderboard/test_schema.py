@@ -5,8 +5,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
+from jsonschema.validators import validator_for
 
-from eva_coralbay.leaderboard import LeaderboardError, json_schema, schema, table_validation
+from eva_coralbay.leaderboard import LeaderboardError, schema, table_validation
 
 SHA = "ab" * 32
 
@@ -177,14 +179,36 @@ def test_dump_and_parse_round_trip() -> None:
         schema.parse_json('{"mean": NaN}', "x.json")
 
 
-def test_schema_file_uses_only_known_keywords() -> None:
+def test_schema_file_is_a_valid_schema_of_its_declared_draft() -> None:
     document = schema.load_schema()
     assert document["properties"]["schema_version"] == {
         "const": schema.SCHEMA_VERSION,
         "description": "Bumped on any incompatible change.",
     }
-    with pytest.raises(ValueError, match="unsupported JSON Schema keywords"):
-        json_schema.Validator({"type": "object", "oneOf": []})
+    assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft202012Validator.check_schema(document)
+    assert validator_for(document) is Draft202012Validator
+    assert schema._validator().META_SCHEMA == Draft202012Validator.META_SCHEMA
+
+
+def test_schema_errors_name_the_field_path() -> None:
+    record = _run_record() | {"values": [0.8, "0.9"], "source": {"url": None}}
+    del record["date"]
+    problems = schema.schema_errors(record)
+    assert any(p.startswith("$.values[1]: ") for p in problems)
+    assert any(p.startswith("$: ") and "'date'" in p for p in problems)
+    assert any(p.startswith("$.source: ") for p in problems)
+    # JSON numbers: no NaN or infinity, no booleans; integers as json reads them.
+    # The type of the field, and of a run's field (the schema's if/then), both fail.
+    assert schema.schema_errors(_run_record() | {"stdev": math.nan}) == [
+        "$.stdev: nan is not of type 'number', 'null'",
+        "$.stdev: nan is not of type 'number'",
+    ]
+    assert schema.schema_errors(_run_record() | {"parameters": True})
+    assert schema.schema_errors(_run_record() | {"parameters": 72e6}) == [
+        "$.parameters: 72000000.0 is not of type 'integer', 'null'"
+    ]
+    assert schema.schema_errors(_run_record() | {"mean": math.inf})
 
 
 def test_slug_pattern_of_schema_matches_ids_module() -> None:
