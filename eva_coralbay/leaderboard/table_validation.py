@@ -1,11 +1,12 @@
 """Vectorised screening of many submission records at once, for `build`.
 
-Validating records one by one costs tens of microseconds each, too slow for a leaderboard of
-tens of thousands of entries. This module evaluates the same JSON Schema (and the registry
-checks of `schema.record_problems`) column by column, and flags every row that might be
-invalid. It only screens: flagged rows are then checked by `schema.record_problems`, whose
-verdict and messages are authoritative, so a false alarm costs time, never correctness. The
-screen must never pass a record that `record_problems` rejects (tested).
+Validating records one by one with `jsonschema` costs about a third of a millisecond each: 10 s
+of CPU for a leaderboard of 30,000 entries (docs/benchmarks.md). This module evaluates the same
+JSON Schema (and the registry checks of `schema.record_problems`) column by column, and flags
+every row that might be invalid. It only screens: flagged rows are then checked by
+`schema.record_problems`, whose verdict and messages are authoritative, so a false alarm costs
+time, never correctness. The screen must never pass a record that `record_problems` rejects
+(tested).
 
 Each column is pulled out of the records once (C-level `itemgetter`/`zip`), its element types
 are coded as small integers, and every keyword becomes a numpy operation on those codes; string
