@@ -130,22 +130,27 @@ class PerCaseScores(pl.Callback):
             _case_id(trainer, stage, dataloader_idx, first_index + offset, outputs, offset)
             for offset in range(batch_size)
         ]
-        run = _run_index(trainer)
-        classes = getattr(_dataset(trainer, stage, dataloader_idx), "classes", None)
+        dataset = _dataset(trainer, stage, dataloader_idx)
+        classes = getattr(dataset, "classes", None)
         self._dataset_classes = [str(name) for name in classes] if classes else None
+        context = {
+            "run": _run_index(trainer),
+            "stage": stage,
+            "dataloader": dataloader_idx,
+            "dataset_size": _length(dataset),
+            "world_size": trainer.world_size,
+        }
         if predictions.ndim >= 4:
-            self._record_segmentation(predictions, targets, case_ids, run, stage, dataloader_idx)
+            self._record_segmentation(predictions, targets, case_ids, context)
         else:
-            self._record_classification(predictions, targets, case_ids, run, stage, dataloader_idx)
+            self._record_classification(predictions, targets, case_ids, context)
 
     def _record_segmentation(
         self,
         logits: torch.Tensor,
         targets: torch.Tensor,
         case_ids: list[str],
-        run: int,
-        stage: str,
-        dataloader_idx: int,
+        context: dict[str, Any],
     ) -> None:
         num_classes = logits.shape[1]
         predicted = logits.argmax(dim=1)
@@ -164,9 +169,7 @@ class PerCaseScores(pl.Callback):
                 class_index = first_class + column
                 self._rows.append(
                     {
-                        "run": run,
-                        "stage": stage,
-                        "dataloader": dataloader_idx,
+                        **context,
                         "case_id": case_id,
                         "class_index": class_index,
                         "class": self._class_name(class_index),
@@ -181,9 +184,7 @@ class PerCaseScores(pl.Callback):
         logits: torch.Tensor,
         targets: torch.Tensor,
         case_ids: list[str],
-        run: int,
-        stage: str,
-        dataloader_idx: int,
+        context: dict[str, Any],
     ) -> None:
         if logits.ndim == 2 and logits.shape[1] > 1:
             predicted = logits.argmax(dim=1)
@@ -195,9 +196,7 @@ class PerCaseScores(pl.Callback):
         ):
             self._rows.append(
                 {
-                    "run": run,
-                    "stage": stage,
-                    "dataloader": dataloader_idx,
+                    **context,
                     "case_id": case_id,
                     "class_index": int(target),
                     "class": self._class_name(int(target)),
@@ -208,10 +207,21 @@ class PerCaseScores(pl.Callback):
             )
 
     def _write(self, trainer: pl.Trainer, stage: str) -> None:
-        if not trainer.is_global_zero or not self._rows or trainer.log_dir is None:
+        # eva's Trainer broadcasts `log_dir` from process 0: every process must ask for it, or
+        # process 0 waits in the broadcast for processes that have already returned.
+        log_dir = trainer.log_dir
+        if not trainer.is_global_zero or not self._rows or log_dir is None:
             return
-        run_directory = pathlib.Path(trainer.log_dir)
-        run_table = pd.DataFrame(self._rows, columns=COLUMNS).astype({"predicted_index": "Int64"})
+        if trainer.world_size > 1:
+            logger.warning(
+                f"Per-case scores of a {trainer.world_size}-process run hold only process 0's "
+                "cases; the leaderboard refuses such a file. Evaluate on one device to submit "
+                "per-case scores."
+            )
+        run_directory = pathlib.Path(log_dir)
+        run_table = pd.DataFrame(self._rows, columns=COLUMNS).astype(
+            {"predicted_index": "Int64", "dataset_size": "Int64"}
+        )
         run_file = run_directory / self._filename
         if run_file.exists():
             previous = pd.read_parquet(run_file)
@@ -269,6 +279,14 @@ def _case_id(
         except (IndexError, KeyError):
             pass
     return f"{stage}-{dataloader_idx}-{index}"
+
+
+def _length(dataset: Any) -> int | None:
+    """The number of cases of a dataset, or None when it does not say (no `__len__`)."""
+    try:
+        return len(dataset)
+    except TypeError:
+        return None
 
 
 def _dataset(trainer: pl.Trainer, stage: str, dataloader_idx: int) -> Any:

@@ -209,7 +209,10 @@ def _ties(frame: pd.DataFrame, best_model: pd.Series, store: Store) -> pd.DataFr
                 group["model_id"], group["per_case_file"], group["stage"], strict=True
             )
         }
-        results.append(stats.ties_with_best(str(task_id), best, scores).assign(task_id=task_id))
+        metric = tasks.get_task(str(task_id)).metric_spec
+        results.append(
+            stats.ties_with_best(str(task_id), metric, best, scores).assign(task_id=task_id)
+        )
     keys = pd.MultiIndex.from_arrays([frame["model_id"], frame["task_id"]])
     if results:
         found = pd.concat(results).set_index(["model_id", "task_id"])

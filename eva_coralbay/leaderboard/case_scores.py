@@ -1,11 +1,12 @@
 """Checks and reads per-case score files (format: `eva_coralbay.tasks.per_case_format`).
 
-The task's statistic is, for segmentation and classification alike, the mean over classes of
-the mean over cases: macro Dice, or balanced accuracy.
+How a task's number follows from the scores read here is its metric's `statistic`
+(`leaderboard.metrics`).
 """
 
 from __future__ import annotations
 
+import collections
 import pathlib
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from eva_coralbay.tasks.per_case_format import REQUIRED_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 
 def check_file(path: pathlib.Path, metric: Metric) -> None:
@@ -55,10 +57,59 @@ def check_file(path: pathlib.Path, metric: Metric) -> None:
         for name in ("case_id", "class"):
             if table.column(name).null_count:
                 problems.append(f"null {name}(s)")
+        if "dataset_size" in table.column_names:
+            problems += _missing_cases(table)
     if problems:
         raise LeaderboardError(
             f"{path}: invalid per-case score file:\n" + "\n".join(f"  - {p}" for p in problems)
         )
+
+
+def _missing_cases(table: pa.Table) -> list[str]:
+    """Evaluations (run, stage, dataloader) that scored fewer distinct cases than their dataset has.
+
+    The evaluation callback records each dataset's size; only process 0 of a multi-device run
+    writes, with its own share of the cases, which this catches.
+    """
+    names = [name for name in ("run", "stage", "dataloader") if name in table.column_names]
+    groups = list(zip(*(table.column(name).to_pylist() for name in names), strict=True))
+    worlds = (
+        table.column("world_size").to_pylist()
+        if "world_size" in table.column_names
+        else [None] * table.num_rows
+    )
+    cases: dict[tuple, set] = collections.defaultdict(set)
+    sizes: dict[tuple, int] = {}
+    world_sizes: dict[tuple, int] = {}
+    for group, case, size, world in zip(
+        groups or [()] * table.num_rows,
+        table.column("case_id").to_pylist(),
+        table.column("dataset_size").to_pylist(),
+        worlds,
+        strict=True,
+    ):
+        cases[group].add(case)
+        if size is not None:
+            sizes[group] = max(size, sizes.get(group, 0))
+        if world is not None:
+            world_sizes[group] = max(world, world_sizes.get(group, 1))
+    problems = []
+    for group, size in sizes.items():
+        if len(cases[group]) >= size:
+            continue
+        evaluation = ", ".join(f"{name} {value}" for name, value in zip(names, group, strict=True))
+        world = world_sizes.get(group, 1)
+        reason = (
+            f": written by process 0 of a {world}-process run, which records only its own "
+            "cases; evaluate on one device"
+            if world > 1
+            else ""
+        )
+        problems.append(
+            f"{evaluation or 'the evaluation'} scored {len(cases[group])} of the dataset's {size} "
+            f"cases, {size - len(cases[group])} missing{reason}"
+        )
+    return problems
 
 
 def load_scores(path: pathlib.Path, stage: str | None) -> pd.DataFrame:

@@ -9,10 +9,13 @@ import math
 import pathlib
 from collections.abc import Mapping
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from eva_coralbay.leaderboard import json_schema, tasks
+from eva_coralbay.leaderboard import tasks
 from eva_coralbay.leaderboard.errors import LeaderboardError
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
 
 SCHEMA_VERSION = 1
 """The version written into every new submission."""
@@ -46,9 +49,38 @@ def load_schema() -> dict[str, Any]:
     return json.loads(text)
 
 
+def _is_json_number(checker: Any, value: Any) -> bool:
+    # JSON has no NaN or infinity; Python's json module reads them anyway.
+    return type(value) is int or (type(value) is float and math.isfinite(value))
+
+
+def _is_json_integer(checker: Any, value: Any) -> bool:
+    # An integer as json reads one: 2.0 (which the draft would accept) would make the
+    # leaderboard's integer columns (parameters, embedding_dim) floats.
+    return type(value) is int
+
+
 @functools.cache
-def _validator() -> json_schema.Validator:
-    return json_schema.Validator(load_schema())
+def _validator() -> Validator:
+    """The validator of the draft the schema file declares, with JSON's numbers.
+
+    Imported here: `jsonschema` costs a tenth of a second to import, which commands that
+    validate nothing should not pay.
+    """
+    import jsonschema.validators
+
+    document = load_schema()
+    draft = jsonschema.validators.validator_for(document)
+    draft.check_schema(document)
+    types = draft.TYPE_CHECKER.redefine_many(
+        {"number": _is_json_number, "integer": _is_json_integer}
+    )
+    return jsonschema.validators.extend(draft, type_checker=types)(document)
+
+
+def schema_errors(record: Any) -> list[str]:
+    """Every violation of the JSON Schema, as `<JSON path>: <message>` (`$.values[1]: ...`)."""
+    return [f"{error.json_path}: {error.message}" for error in _validator().iter_errors(record)]
 
 
 def record_problems(record: Any) -> list[str]:
@@ -62,7 +94,7 @@ def record_problems(record: Any) -> list[str]:
             f"schema_version {record.get('schema_version')!r} is not supported (this "
             f"eva-coralbay reads version {SCHEMA_VERSION}); upgrade eva-coralbay"
         ]
-    problems = _validator().errors(record)
+    problems = schema_errors(record)
     if problems or not isinstance(record, dict):
         return problems
     try:

@@ -2,12 +2,14 @@
 
 For each task, the entry with the best mean is compared with every other entry that has a
 per-case score file, on the cases both scored. Cases are resampled with replacement (the
-same resamples for both models: a paired bootstrap); on each resample the task statistic is
-recomputed for both (mean over classes of the mean over cases: macro Dice or balanced
-accuracy) and their difference taken. The two-sided p-value inverts the percentile interval
-of the difference (p < 0.05 exactly when the 95% interval excludes 0), and Holm's step-down
-correction over a task's comparisons keeps the family-wise error at ALPHA. An entry whose
-difference from the best is not significant is marked as tied with it.
+same resamples for both models: a paired bootstrap); on each resample the task's metric
+statistic (`metrics.Metric.statistic`, the computation behind the published number: per case
+the mean over classes, then over cases, for Dice; per class the mean over cases, then over
+classes, for balanced accuracy) is recomputed for both and their difference taken. The
+two-sided p-value inverts the percentile interval of the difference (p < 0.05 exactly when the
+95% interval excludes 0), and Holm's step-down correction over a task's comparisons keeps the
+family-wise error at ALPHA. An entry whose difference from the best is not significant is
+marked as tied with it.
 
 The resamples come from a generator seeded by the task, the best model and the cases, so
 results are the same on every build and do not change when other models are added.
@@ -20,28 +22,14 @@ import hashlib
 import numpy as np
 import pandas as pd
 
+from eva_coralbay.leaderboard.metrics import Metric
+
 ALPHA = 0.05
 RESAMPLES = 2000
 
 
 def _seed(*parts: str) -> int:
     return int.from_bytes(hashlib.sha256("\0".join(parts).encode()).digest()[:8], "little")
-
-
-def _statistic(weights: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Mean over classes of the weighted mean over cases, per row of `weights`.
-
-    Args:
-        weights: resamples x cases, how often each case is drawn.
-        scores: cases x classes, NaN where a class has no score on a case.
-    """
-    present = ~np.isnan(scores)
-    totals = weights @ np.where(present, scores, 0.0)
-    counts = weights @ present.astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        class_means = totals / counts
-    valid = counts > 0
-    return np.where(valid, class_means, 0.0).sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
 
 
 def _weights(n_cases: int, seed: int, resamples: int) -> np.ndarray:
@@ -53,20 +41,32 @@ def _weights(n_cases: int, seed: int, resamples: int) -> np.ndarray:
 
 
 def _p_value(difference: np.ndarray) -> float:
-    """Two-sided p-value of "no difference" by inverting the percentile interval."""
+    """Two-sided p-value of "no difference" by inverting the percentile interval.
+
+    Resamples where either statistic is undefined (NaN: no scored case drawn) are left out;
+    NaN when none is left.
+    """
+    difference = difference[~np.isnan(difference)]
+    if len(difference) == 0:
+        return float("nan")
     below = np.count_nonzero(difference <= 0)
     above = np.count_nonzero(difference >= 0)
     return float(min(1.0, 2 * (min(below, above) + 1) / (len(difference) + 1)))
 
 
 def paired_bootstrap_p_value(
-    best: pd.DataFrame, other: pd.DataFrame, seed: int, resamples: int = RESAMPLES
+    best: pd.DataFrame,
+    other: pd.DataFrame,
+    metric: Metric,
+    seed: int,
+    resamples: int = RESAMPLES,
 ) -> float:
     """Two-sided p-value that `best` and `other` have the same task statistic.
 
     Args:
         best: case x class scores of the best entry.
         other: case x class scores of the compared entry.
+        metric: The task's metric, whose statistic is compared.
         seed: Seeds the resampling.
         resamples: How many bootstrap resamples.
 
@@ -80,7 +80,8 @@ def paired_bootstrap_p_value(
     weights = _weights(len(cases), seed, resamples)
     best_scores = best.loc[cases, classes].to_numpy(dtype=float)
     other_scores = other.loc[cases, classes].to_numpy(dtype=float)
-    return _p_value(_statistic(weights, best_scores) - _statistic(weights, other_scores))
+    difference = metric.statistic(weights, best_scores) - metric.statistic(weights, other_scores)
+    return _p_value(difference)
 
 
 def _aligned(scores: pd.DataFrame, cases: pd.Index, classes: pd.Index) -> np.ndarray:
@@ -103,11 +104,14 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     return adjusted
 
 
-def ties_with_best(task_id: str, best_model: str, scores: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def ties_with_best(
+    task_id: str, metric: Metric, best_model: str, scores: dict[str, pd.DataFrame]
+) -> pd.DataFrame:
     """Compares the best entry of a task with every other entry that has per-case scores.
 
     Args:
         task_id: The task (seeds the resampling).
+        metric: The task's metric, whose statistic is compared.
         best_model: The model with the best mean on the task; must be a key of `scores`.
         scores: model id -> case x class scores.
 
@@ -128,10 +132,10 @@ def ties_with_best(task_id: str, best_model: str, scores: dict[str, pd.DataFrame
         key = (tuple(map(str, cases)), tuple(map(str, classes)))
         if key not in resampled:
             weights = _weights(len(cases), _seed(task_id, best_model, *key[0]), RESAMPLES)
-            resampled[key] = weights, _statistic(weights, _aligned(best, cases, classes))
+            resampled[key] = weights, metric.statistic(weights, _aligned(best, cases, classes))
         weights, best_statistic = resampled[key]
         other_scores = _aligned(scores[model], cases, classes)
-        raw[position] = _p_value(best_statistic - _statistic(weights, other_scores))
+        raw[position] = _p_value(best_statistic - metric.statistic(weights, other_scores))
     adjusted = holm(raw)
     return pd.DataFrame(
         {"model_id": others, "p_value": adjusted, "tied": ~(adjusted < ALPHA) & ~np.isnan(adjusted)}

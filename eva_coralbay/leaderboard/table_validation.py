@@ -1,11 +1,12 @@
 """Vectorised screening of many submission records at once, for `build`.
 
-Validating records one by one costs tens of microseconds each, too slow for a leaderboard of
-tens of thousands of entries. This module evaluates the same JSON Schema (and the registry
-checks of `schema.record_problems`) column by column, and flags every row that might be
-invalid. It only screens: flagged rows are then checked by `schema.record_problems`, whose
-verdict and messages are authoritative, so a false alarm costs time, never correctness. The
-screen must never pass a record that `record_problems` rejects (tested).
+Validating records one by one with `jsonschema` costs about a third of a millisecond each: 10 s
+of CPU for a leaderboard of 30,000 entries (docs/benchmarks.md). This module evaluates the same
+JSON Schema (and the registry checks of `schema.record_problems`) column by column, and flags
+every row that might be invalid. It only screens: flagged rows are then checked by
+`schema.record_problems`, whose verdict and messages are authoritative, so a false alarm costs
+time, never correctness. The screen must never pass a record that `record_problems` rejects
+(tested).
 
 Each column is pulled out of the records once (C-level `itemgetter`/`zip`), its element types
 are coded as small integers, and every keyword becomes a numpy operation on those codes; string
@@ -26,7 +27,14 @@ import pyarrow.compute as pc
 
 from eva_coralbay.leaderboard import metrics, schema, tasks
 
-_NULL, _BOOL, _INT, _FLOAT, _STR, _LIST, _DICT, _OTHER = range(8)
+
+class _Absent:
+    """Fills the column of an optional field a record does not have."""
+
+
+_ABSENT = _Absent()
+
+_NULL, _BOOL, _INT, _FLOAT, _STR, _LIST, _DICT, _OTHER, _MISSING = range(9)
 _CODES: dict[type, int] = {
     type(None): _NULL,
     bool: _BOOL,
@@ -35,6 +43,7 @@ _CODES: dict[type, int] = {
     str: _STR,
     list: _LIST,
     dict: _DICT,
+    _Absent: _MISSING,
 }
 _TYPE_CODES: dict[str, tuple[int, ...]] = {
     "null": (_NULL,),
@@ -74,22 +83,43 @@ class _Column:
 
 
 class _Keys:
-    """The key sets of many records: most equal `common`; the others are listed."""
+    """The key sets of many records: most are one of a few `shapes`; the others are listed."""
 
-    def __init__(self, common: frozenset[str], exact: np.ndarray, others: list[frozenset]) -> None:
-        self.common, self.exact, self.others = common, exact, others
+    def __init__(
+        self, shapes: tuple[frozenset[str], ...], shape: np.ndarray, others: list[frozenset]
+    ) -> None:
+        self.shapes, self.others = shapes, others
+        self.shape = shape
+        """Per record the index of its key set in `shapes`, -1 for one of `others`."""
+
+    @classmethod
+    def of(cls, records: Sequence[dict], shapes: tuple[frozenset[str], ...]) -> _Keys:
+        """Sorts records by key set: compares key views (cheap), builds sets for the rest."""
+        shape = np.full(len(records), -1, dtype=np.int8)
+        pending = np.arange(len(records))
+        for index, keys in enumerate(shapes):
+            matches = np.fromiter(
+                (records[position].keys() == keys for position in pending.tolist()),
+                bool,
+                len(pending),
+            )
+            shape[pending[matches]] = index
+            pending = pending[~matches]
+        return cls(shapes, shape, [frozenset(records[position]) for position in pending.tolist()])
 
     def holds(self, test: Callable[[frozenset[str]], bool]) -> np.ndarray:
         """Whether `test` holds for each record's key set."""
-        result = np.full(len(self.exact), test(self.common))
-        result[~self.exact] = [test(keys) for keys in self.others]
+        # The placeholder at the end is what shape -1 indexes; those rows are set below.
+        verdicts = np.array([*map(test, self.shapes), False])
+        result = verdicts[self.shape]
+        result[self.shape < 0] = [test(keys) for keys in self.others]
         return result
 
     def subset(self, mask: np.ndarray) -> _Keys:
         """The key sets of the records selected by `mask`."""
-        other_mask = mask[~self.exact]
+        other_mask = mask[self.shape < 0]
         others = [keys for keys, kept in zip(self.others, other_mask, strict=True) if kept]
-        return _Keys(self.common, self.exact[mask], others)
+        return _Keys(self.shapes, self.shape[mask], others)
 
 
 class _Screen:
@@ -176,25 +206,34 @@ class _Screen:
 
         Returns:
             Per record whether it may be valid; the columns of the records that have every
-            key the schema names; and which records those are.
+            required key (an optional key a record lacks is `_ABSENT` there); and which records
+            those are.
         """
-        names = sorted(_property_names(node))
-        name_set = frozenset(names)
-        # Nearly every record has exactly the schema's keys: compare key views (cheap) and
-        # build key sets only for the others.
-        exact = np.fromiter((record.keys() == name_set for record in records), bool, len(records))
-        keys = _Keys(name_set, exact, [frozenset(records[i]) for i in np.flatnonzero(~exact)])
-        complete = keys.holds(name_set.issubset)
-        # Rows missing a key named anywhere in the schema take the slow path (all our keys
-        # are required, so such a row is invalid anyway); the others are checked column-wise.
+        names = _property_names(node)
+        required = sorted(node.get("required", ()))
+        optional = sorted(names - set(required))
+        # Nearly every record has exactly the schema's keys, or only the required ones (written
+        # before an optional field was added).
+        keys = _Keys.of(records, (frozenset(names), frozenset(required)))
+        complete = keys.holds(frozenset(required).issubset)
+        # Rows missing a required key take the slow path (they are invalid anyway); the others
+        # are checked column-wise.
         rows = [record for record, full in zip(records, complete, strict=True) if full]
         ok = complete.copy()
         columns: dict[str, _Column] = {}
         if rows:
-            getter = operator.itemgetter(*names)
-            transposed = zip(*map(getter, rows), strict=True) if len(names) > 1 else None
-            values = transposed or [tuple(map(getter, rows))]
-            columns = {name: _Column.of(items) for name, items in zip(names, values, strict=True)}
+            if required:
+                getter = operator.itemgetter(*required)
+                transposed = zip(*map(getter, rows), strict=True) if len(required) > 1 else None
+                values = transposed or [tuple(map(getter, rows))]
+                columns = {
+                    name: _Column.of(items) for name, items in zip(required, values, strict=True)
+                }
+            # `properties` constrains only the keys a record has: every check accepts _ABSENT.
+            absent = itertools.repeat(_ABSENT)
+            for name in optional:
+                found = tuple(map(dict.get, rows, itertools.repeat(name), absent))
+                columns[name] = _Column.of(found)
             ok[complete] = self._valid_columns(columns, keys.subset(complete), len(rows), node)
         return ok, columns, complete
 
@@ -210,7 +249,9 @@ class _Screen:
         if node.get("additionalProperties") is False:
             ok &= keys.holds(frozenset(properties).issuperset)
         for name, sub in properties.items():
-            ok &= self.valid(columns[name], sub)
+            column = columns[name]
+            missing = column.codes == _MISSING
+            ok &= self.valid(column, sub) | missing if missing.any() else self.valid(column, sub)
         for part in node.get("allOf", ()):
             ok &= self._valid_columns(columns, keys, n_rows, part)
         if "if" in node:

@@ -5,8 +5,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
+from jsonschema.validators import validator_for
 
-from eva_coralbay.leaderboard import LeaderboardError, json_schema, schema, table_validation
+from eva_coralbay.leaderboard import LeaderboardError, schema, table_validation
 
 SHA = "ab" * 32
 
@@ -34,6 +36,8 @@ def _run_record() -> dict[str, Any]:
         "per_case_sha256": SHA,
         "eva_version": "0.4.5",
         "plugin_version": "0.1.0",
+        "torch_version": "2.14.1",
+        "torchmetrics_version": "1.9.0",
         "protocol_hash": "cd" * 32,
         "run_id": "20261127-101500123456_1a2b3c4d",
         "source": None,
@@ -105,6 +109,8 @@ BAD_RUN_RECORDS: dict[str, Callable[[dict[str, Any]], None]] = {
     "date in words": _set(date="yesterday"),
     "uppercase pretraining dataset": _set(pretraining_datasets=["BTCV"]),
     "empty display name": _set(display_name=""),
+    "numeric torch version": _set(torch_version=2.6),
+    "torchmetrics version as a list": _set(torchmetrics_version=["1.9.0"]),
 }
 
 BAD_REPORTED_RECORDS: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -122,6 +128,18 @@ def test_valid_records_pass() -> None:
     single_run = _run_record() | {"values": [0.8], "stdev": 0}
     assert schema.record_problems(single_run) == []
     assert not table_validation.screen([_run_record(), _reported_record(), single_run]).any()
+
+
+def test_records_from_before_the_library_versions_stay_valid() -> None:
+    old = _run_record()
+    del old["torch_version"], old["torchmetrics_version"]
+    half = _run_record()
+    del half["torchmetrics_version"]
+    assert schema.record_problems(old) == [] and schema.record_problems(half) == []
+    mixed = [old, _run_record(), half, _reported_record()]
+    assert not table_validation.screen(mixed).any()
+    broken = old | {"torch_version": 2}
+    assert table_validation.screen([old, broken]).tolist() == [False, True]
 
 
 @pytest.mark.parametrize(
@@ -161,14 +179,36 @@ def test_dump_and_parse_round_trip() -> None:
         schema.parse_json('{"mean": NaN}', "x.json")
 
 
-def test_schema_file_uses_only_known_keywords() -> None:
+def test_schema_file_is_a_valid_schema_of_its_declared_draft() -> None:
     document = schema.load_schema()
     assert document["properties"]["schema_version"] == {
         "const": schema.SCHEMA_VERSION,
         "description": "Bumped on any incompatible change.",
     }
-    with pytest.raises(ValueError, match="unsupported JSON Schema keywords"):
-        json_schema.Validator({"type": "object", "oneOf": []})
+    assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft202012Validator.check_schema(document)
+    assert validator_for(document) is Draft202012Validator
+    assert schema._validator().META_SCHEMA == Draft202012Validator.META_SCHEMA
+
+
+def test_schema_errors_name_the_field_path() -> None:
+    record = _run_record() | {"values": [0.8, "0.9"], "source": {"url": None}}
+    del record["date"]
+    problems = schema.schema_errors(record)
+    assert any(p.startswith("$.values[1]: ") for p in problems)
+    assert any(p.startswith("$: ") and "'date'" in p for p in problems)
+    assert any(p.startswith("$.source: ") for p in problems)
+    # JSON numbers: no NaN or infinity, no booleans; integers as json reads them.
+    # The type of the field, and of a run's field (the schema's if/then), both fail.
+    assert schema.schema_errors(_run_record() | {"stdev": math.nan}) == [
+        "$.stdev: nan is not of type 'number', 'null'",
+        "$.stdev: nan is not of type 'number'",
+    ]
+    assert schema.schema_errors(_run_record() | {"parameters": True})
+    assert schema.schema_errors(_run_record() | {"parameters": 72e6}) == [
+        "$.parameters: 72000000.0 is not of type 'integer', 'null'"
+    ]
+    assert schema.schema_errors(_run_record() | {"mean": math.inf})
 
 
 def test_slug_pattern_of_schema_matches_ids_module() -> None:

@@ -1,3 +1,4 @@
+import importlib.metadata
 import json
 import math
 import pathlib
@@ -38,6 +39,13 @@ def test_submit_real_eva_run(root: pathlib.Path) -> None:
     assert record["values"] == expected["values"]
     assert record["mean"] == expected["mean"]
     assert record["run_id"] == REAL_EVA_SESSION.name
+    # The libraries behind the number, as installed (read from metadata, not imported).
+    for field, distribution in (
+        ("eva_version", "kaiko-eva"),
+        ("torch_version", "torch"),
+        ("torchmetrics_version", "torchmetrics"),
+    ):
+        assert record[field] == importlib.metadata.version(distribution)
     assert schema.record_problems(record) == []
 
 
@@ -376,3 +384,41 @@ def test_bad_per_case_file(
     with pytest.raises(LeaderboardError, match="not a readable parquet file"):
         submit_run(segmentation_session, root)
     assert snapshot(root) == {}
+
+
+def test_per_case_file_missing_cases_of_other_processes_is_refused(
+    root: pathlib.Path, segmentation_session: pathlib.Path
+) -> None:
+    import pandas as pd
+
+    # As the evaluation callback writes it in a 2-process run: process 0 scored cases a and b
+    # of the 4-case val set; the test set (one process) is complete.
+    frame = pd.DataFrame(
+        {
+            "run": [0, 0, 0, 0, 0, 0],
+            "stage": ["val"] * 4 + ["test"] * 2,
+            "dataloader": [0] * 6,
+            "case_id": ["a", "a", "b", "b", "c", "d"],
+            "class": ["spleen", "liver"] * 2 + ["spleen"] * 2,
+            "score": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4],
+            "dataset_size": [4] * 4 + [2] * 2,
+            "world_size": [2] * 4 + [1] * 2,
+        }
+    )
+    path = segmentation_session / eva_run.PER_CASE_FILE
+    frame.to_parquet(path)
+    with pytest.raises(LeaderboardError) as error:
+        submit_run(segmentation_session, root)
+    message = str(error.value)
+    assert message.startswith(f"{path}: invalid per-case score file")
+    assert (
+        "run 0, stage val, dataloader 0 scored 2 of the dataset's 4 cases, 2 missing: written by "
+        "process 0 of a 2-process run" in message
+    )
+    assert "stage test" not in message
+    assert snapshot(root) == {}
+    # Complete, or without the sizes (files from before they were recorded): accepted.
+    frame.assign(dataset_size=[2] * 6).to_parquet(path)
+    submit_run(segmentation_session, root)
+    frame.drop(columns=["dataset_size"]).to_parquet(path)
+    submit_run(segmentation_session, root, replace=True)
