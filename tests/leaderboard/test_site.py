@@ -116,7 +116,12 @@ def test_size_plot_places_models_by_parameters_or_embedding(site_board: Site) ->
     assert b"<dc:date>" not in svg and b"Matplotlib v" not in svg
     text = svg.decode()
     assert "Parameters" in text and "Embedding size (parameters not stated)" in text
-    neither = int(board.models[["parameters", "embedding_dim"]].isna().all(axis=1).sum())
+    neither = sum(
+        parameters is None and embedding is None
+        for parameters, embedding in zip(
+            board.models["parameters"], board.models["embedding_dim"], strict=True
+        )
+    )
     assert f"{neither} model(s) state neither" in text
 
 
