@@ -493,6 +493,8 @@ def summary(output: pathlib.Path) -> str:
         "Results",
         f"  leaderboard (markdown): {leaderboard / 'README.md'}",
         f"  heatmap:                {leaderboard / 'heatmap.png'}  (and heatmap.svg)",
+        f"  website:                {leaderboard / 'site' / 'index.html'}  "
+        "(coralbay leaderboard serve)",
         f"  leaderboard table:      {leaderboard / 'leaderboard.parquet'}",
         f"  submissions:            {leaderboard / 'submissions'}",
         f"  pretrained encoder:     {output / 'coralbay-demo'}  (model.safetensors + config.json)",

@@ -98,3 +98,46 @@ def test_dicom_probe_agrees_with_pydicom(
     assert verdicts == [bool(pydicom.misc.is_dicom(str(path))) for path in candidates]
     assert any(verdicts) and not all(verdicts)  # the real data holds DICOM slices and others
     assert not _io.is_dicom_file(tmp_path) and not _io.is_dicom_file(tmp_path / "missing")
+
+
+def test_atomic_write_tree_writes_what_changed_and_removes_the_rest(tmp_path: pathlib.Path) -> None:
+    folder = tmp_path / "site"
+    first = {"index.html": b"index", "models/a.html": b"a", "models/b.html": b"b"}
+    assert _io.atomic_write_tree(folder, first) == sorted(first)
+    kept = (folder / "models" / "a.html").stat()
+    (folder / "old" / "page.html").parent.mkdir()
+    (folder / "old" / "page.html").write_bytes(b"stale")
+    (folder / ".index.html.x.tmp").write_bytes(b"interrupted")
+
+    second = {"index.html": b"new index", "models/a.html": b"a", "tasks/t.html": b"t"}
+    assert _io.atomic_write_tree(folder, second) == ["index.html", "tasks/t.html"]
+    files = {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in folder.rglob("*")
+        if path.is_file()
+    }
+    assert files == second
+    assert sorted(path.name for path in folder.iterdir()) == ["index.html", "models", "tasks"]
+    unchanged = (folder / "models" / "a.html").stat()
+    assert (unchanged.st_ino, unchanged.st_mtime_ns) == (kept.st_ino, kept.st_mtime_ns)
+
+
+def test_atomic_write_tree_refuses_paths_outside_and_keeps_the_tree_on_failure(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "site"
+    _io.atomic_write_tree(folder, {"a.html": b"old a", "b.html": b"old b"})
+    for bad in ("../escape.html", "/etc/passwd", "", "a/../../b"):
+        with pytest.raises(ValueError, match="is not a path inside"):
+            _io.atomic_write_tree(folder, {bad: b"x"})
+
+    def failing_replace(source: object, target: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(_io.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        _io.atomic_write_tree(folder, {"a.html": b"new a", "b.html": b"new b"})
+    monkeypatch.undo()
+    assert (folder / "a.html").read_bytes() == b"old a"
+    assert sorted(path.name for path in folder.iterdir()) == ["a.html", "b.html"]
+    assert not (tmp_path / "escape.html").exists()

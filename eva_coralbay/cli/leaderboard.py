@@ -1,8 +1,9 @@
-"""`coralbay leaderboard submit|build|validate`: the 3D radiology leaderboard."""
+"""`coralbay leaderboard submit|build|validate|serve`: the 3D radiology leaderboard."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import pathlib
 from typing import Any
 
@@ -19,13 +20,14 @@ def _comma_list(text: str) -> list[str]:
 
 
 def register(subparsers: Any) -> None:
-    """Adds `leaderboard` and its three subcommands."""
+    """Adds `leaderboard` and its four subcommands."""
     parser = subparsers.add_parser(
         "leaderboard",
         help="submit eva results to the leaderboard, build and validate it",
         description=(
             "Keep a leaderboard of eva runs: `submit` turns an eva output folder into a "
-            "validated entry, `build` writes the tables and heatmap, `validate` checks a folder."
+            "validated entry, `build` writes the tables, heatmap and website, `validate` checks "
+            "a folder, `serve` shows the website on localhost."
         ),
     )
     parser.set_defaults(run=lambda args: parser.print_help() or 0)
@@ -68,7 +70,7 @@ def register(subparsers: Any) -> None:
     submit.set_defaults(run=_run_submit)
 
     build = commands.add_parser(
-        "build", help="write leaderboard.parquet, README.md and heatmap.png/.svg"
+        "build", help="write leaderboard.parquet, README.md, heatmap.png/.svg and site/"
     )
     build.add_argument("--root", type=pathlib.Path, help=_ROOT_HELP)
     build.add_argument(
@@ -81,6 +83,21 @@ def register(subparsers: Any) -> None:
     )
     validate.add_argument("--root", type=pathlib.Path, help=_ROOT_HELP)
     validate.set_defaults(run=_run_validate)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve the built website (site/) on localhost for a quick look",
+        description=(
+            "Serves the root's site/ folder (written by `build`) with Python's http.server on "
+            "127.0.0.1 and prints its address; Ctrl-C stops. The pages work from the file "
+            "system too (open site/index.html)."
+        ),
+    )
+    serve.add_argument("--root", type=pathlib.Path, help=_ROOT_HELP)
+    serve.add_argument(
+        "--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)"
+    )
+    serve.set_defaults(run=_run_serve)
 
 
 def _root(args: argparse.Namespace) -> pathlib.Path:
@@ -164,7 +181,14 @@ def _run_build(args: argparse.Namespace) -> int:
         markup=False,
     )
     for path in result.paths:
-        console.print(f"  {path}", markup=False)
+        if path.is_dir():
+            path_text = (
+                f"{path}/ ({result.site_files} files, {result.site_written} rewritten; "
+                "`coralbay leaderboard serve` shows it)"
+            )
+        else:
+            path_text = str(path)
+        console.print(f"  {path_text}", markup=False)
     return 0
 
 
@@ -182,4 +206,19 @@ def _run_validate(args: argparse.Namespace) -> int:
         console.print(f"{root}: {len(problems)} problem(s)", markup=False, style="bold red")
         return 1
     Console(highlight=False, soft_wrap=True).print(f"{root}: valid", markup=False, style="green")
+    return 0
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from eva_coralbay.leaderboard import LeaderboardError, serve
+
+    root = _root(args)
+    try:
+        server = serve.make_server(serve.site_folder(root), args.port)
+    except LeaderboardError as error:
+        return _error(str(error))
+    print(f"serving {root / 'site'} at {serve.url(server)} (Ctrl-C stops)", flush=True)
+    # Ctrl-C is how a quick look ends: no traceback, exit status 0.
+    with server, contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
     return 0

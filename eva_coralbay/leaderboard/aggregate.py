@@ -62,6 +62,9 @@ class Board:
     entries: pd.DataFrame
     """One row per entry (`ENTRY_COLUMNS`), by task then leaderboard order."""
 
+    case_scores: dict[tuple[str, str], pd.DataFrame] = dataclasses.field(default_factory=dict)
+    """The case x class scores of every entry with a per-case file, by (model id, task id)."""
+
 
 def _model_details(frame: pd.DataFrame) -> pd.DataFrame:
     details = frame[["model_id", *schema.MODEL_FIELDS]].copy()
@@ -129,8 +132,9 @@ def aggregate(records: Sequence[dict[str, Any]], store: Store) -> Board:
     signed = signed.reindex(index=models.index)
     best_value = entries["task_id"].map(signed.max(axis=0))
     entries["best"] = (entries["mean"].astype(float) * entries["task_id"].map(signs)).eq(best_value)
-    entries = _ties(entries, signed.idxmax(axis=0), store)
-    return Board(board_tasks, scored, models, entries.loc[:, list(ENTRY_COLUMNS)])
+    scores = _case_scores(entries, store)
+    entries = _ties(entries, signed.idxmax(axis=0), scores)
+    return Board(board_tasks, scored, models, entries.loc[:, list(ENTRY_COLUMNS)], scores)
 
 
 def _overall(
@@ -193,25 +197,34 @@ def load_columns() -> tuple[str, ...]:
     return tuple(schema.load_schema()["required"])
 
 
-def _ties(frame: pd.DataFrame, best_model: pd.Series, store: Store) -> pd.DataFrame:
-    """Adds `tied_with_best` and `p_value_vs_best` from the per-case score files."""
-    results = []
+def _case_scores(frame: pd.DataFrame, store: Store) -> dict[tuple[str, str], pd.DataFrame]:
+    """Reads the per-case score file of every entry that has one."""
     with_scores = frame.loc[
-        frame["per_case_file"].notna(), ["task_id", "model_id", "per_case_file", "stage"]
+        frame["per_case_file"].notna(), ["model_id", "task_id", "per_case_file", "stage"]
     ]
-    for task_id, group in with_scores.groupby("task_id", sort=True):
+    return {
+        (str(model), str(task)): _read_scores(store, model, relative, stage)
+        for model, task, relative, stage in with_scores.itertuples(index=False)
+    }
+
+
+def _ties(
+    frame: pd.DataFrame,
+    best_model: pd.Series,
+    scores: dict[tuple[str, str], pd.DataFrame],
+) -> pd.DataFrame:
+    """Adds `tied_with_best` and `p_value_vs_best` from the per-case scores."""
+    results = []
+    by_task: dict[str, dict[str, pd.DataFrame]] = {}
+    for (model, task), table in scores.items():
+        by_task.setdefault(task, {})[model] = table
+    for task_id, task_scores in sorted(by_task.items()):
         best = str(best_model.at[task_id])
-        if best not in set(group["model_id"]) or len(group) < 2:
+        if best not in task_scores or len(task_scores) < 2:
             continue
-        scores = {
-            str(model): _read_scores(store, model, relative, stage)
-            for model, relative, stage in zip(
-                group["model_id"], group["per_case_file"], group["stage"], strict=True
-            )
-        }
         metric = tasks.get_task(str(task_id)).metric_spec
         results.append(
-            stats.ties_with_best(str(task_id), metric, best, scores).assign(task_id=task_id)
+            stats.ties_with_best(str(task_id), metric, best, task_scores).assign(task_id=task_id)
         )
     keys = pd.MultiIndex.from_arrays([frame["model_id"], frame["task_id"]])
     if results:

@@ -1,4 +1,4 @@
-"""`build`: the leaderboard's parquet table, README and heatmap from its submissions."""
+"""`build`: the leaderboard's parquet table, README, heatmap and website from its submissions."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import dataclasses
 import io
 import pathlib
 
-from eva_coralbay._io import atomic_write_bytes
-from eva_coralbay.leaderboard import aggregate, load, render_heatmap, render_markdown
+from eva_coralbay._io import atomic_write_bytes, atomic_write_tree
+from eva_coralbay.leaderboard import aggregate, load, render_heatmap, render_markdown, render_site
 from eva_coralbay.leaderboard.errors import LeaderboardError
 from eva_coralbay.leaderboard.store import Store
 
@@ -15,6 +15,8 @@ PARQUET = "leaderboard.parquet"
 README = "README.md"
 HEATMAP_PNG = "heatmap.png"
 HEATMAP_SVG = "heatmap.svg"
+SITE = render_site.FOLDER
+"""The website's folder; its files are the outputs named `site/<path>`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,9 +24,16 @@ class BuildResult:
     """What a build wrote."""
 
     paths: list[pathlib.Path]
+    """The files written, and the site folder (once)."""
+
     n_models: int
     n_tasks: int
     n_entries: int
+    site_files: int
+    """How many files the site folder holds."""
+
+    site_written: int
+    """How many of them this build wrote (the others already held the same bytes)."""
 
 
 def _parquet_bytes(board: aggregate.Board) -> bytes:
@@ -59,6 +68,8 @@ def render_outputs(
 ) -> tuple[dict[str, bytes], aggregate.Board]:
     """Renders every output of `root` in memory: the files by name, and the tables.
 
+    The site's files are named `site/<path>`.
+
     Raises:
         LeaderboardError: When the folder has no submissions or any invalid one.
     """
@@ -85,21 +96,33 @@ def _render_outputs(root: pathlib.Path, top: int) -> tuple[dict[str, bytes], agg
         HEATMAP_PNG: png,
         HEATMAP_SVG: svg,
     }
+    site = render_site.render(board, loaded.history, svg, top)
+    outputs.update({f"{SITE}/{name}": content for name, content in site.items()})
     return outputs, board
 
 
 def build(root: pathlib.Path, *, top: int = render_heatmap.TOP_MODELS) -> BuildResult:
-    """Writes `leaderboard.parquet`, `README.md`, `heatmap.png` and `heatmap.svg` into `root`.
+    """Writes `leaderboard.parquet`, `README.md`, `heatmap.png`, `heatmap.svg` and `site/`.
 
-    The same submissions give byte-identical files. Each file is replaced atomically; nothing
-    is written when any submission is invalid.
+    The same submissions give byte-identical files. Each file is replaced atomically; site
+    pages whose bytes did not change are left alone, and files in `site/` that the build no
+    longer writes are removed. Nothing is written when any submission is invalid.
 
     Raises:
         LeaderboardError: When the folder has no submissions or any invalid one.
     """
     outputs, board = render_outputs(root, top=top)
+    prefix = f"{SITE}/"
     paths = []
     for name, content in outputs.items():
-        atomic_write_bytes(root / name, content)
-        paths.append(root / name)
-    return BuildResult(paths, len(board.models), len(board.tasks), len(board.entries))
+        if not name.startswith(prefix):
+            atomic_write_bytes(root / name, content)
+            paths.append(root / name)
+    site = {
+        name[len(prefix) :]: content for name, content in outputs.items() if name.startswith(prefix)
+    }
+    written = atomic_write_tree(root / SITE, site)
+    paths.append(root / SITE)
+    return BuildResult(
+        paths, len(board.models), len(board.tasks), len(board.entries), len(site), len(written)
+    )

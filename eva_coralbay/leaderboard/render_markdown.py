@@ -31,7 +31,8 @@ def _table(
     return "\n".join(lines)
 
 
-def _parameters(value: Any) -> str:
+def parameters_text(value: Any) -> str:
+    """A parameter count in short form (86.4M, 1.2B), or the missing mark."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return MISSING
     for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
@@ -40,7 +41,7 @@ def _parameters(value: Any) -> str:
     return str(int(value))
 
 
-def _reported_text(mean: pd.Series) -> pd.Series:
+def reported_text(mean: pd.Series) -> pd.Series:
     """Published numbers as given: two or three decimals (a third decimal 0 is dropped)."""
     text = mean.map("{:.3f}".format)
     return text.where(~text.str.endswith("0"), text.str[:-1])
@@ -59,7 +60,7 @@ def entry_cells(entries: pd.DataFrame, labels: dict[tuple[str, str], str]) -> pd
     text = entries["mean"].map("{:.3f}".format) + " ± " + stdev.map("{:.3f}".format)
     source_keys = zip(entries["source_citation"], entries["source_url"].fillna(""), strict=True)
     label = pd.Series([labels.get(key, "") for key in source_keys], index=entries.index)
-    reported = _reported_text(entries["mean"].astype(float)) + " (" + label + ")"
+    reported = reported_text(entries["mean"].astype(float)) + " (" + label + ")"
     text = text.where(runs, reported)
     text = text.where(~entries["best"].astype(bool), "**" + text + "**")
     text = text + np.where(entries["tied_with_best"].eq(True), " " + TIED, "")
@@ -101,7 +102,7 @@ def _overall(board: Board) -> str:
         {
             "rank": [str(position) for position in range(1, len(models) + 1)],
             "model": models["display_name"].map(lambda name: _escape(str(name))),
-            "parameters": models["parameters"].map(_parameters),
+            "parameters": models["parameters"].map(parameters_text),
             "mean": _number(models["mean_all"], 3),
             "segmentation": _number(models["mean_segmentation"], 3),
             "classification": _number(models["mean_classification"], 3),

@@ -1,4 +1,4 @@
-"""Statistical ties from per-case scores: paired bootstrap against the best, Holm-corrected.
+"""From per-case scores: ties with the best (paired bootstrap, Holm-corrected), and intervals.
 
 For each task, the entry with the best mean is compared with every other entry that has a
 per-case score file, on the cases both scored. Cases are resampled with replacement (the
@@ -13,6 +13,9 @@ marked as tied with it.
 
 The resamples come from a generator seeded by the task, the best model and the cases, so
 results are the same on every build and do not change when other models are added.
+
+The confidence interval of an entry (`bootstrap_intervals`, shown on the website's task pages)
+is the percentile interval of its own statistic over resamples of its cases.
 """
 
 from __future__ import annotations
@@ -140,3 +143,45 @@ def ties_with_best(
     return pd.DataFrame(
         {"model_id": others, "p_value": adjusted, "tied": ~(adjusted < ALPHA) & ~np.isnan(adjusted)}
     )
+
+
+LEVEL = 0.95
+"""The coverage of the confidence intervals."""
+
+
+def bootstrap_intervals(
+    task_id: str, metric: Metric, scores: dict[str, pd.DataFrame], level: float = LEVEL
+) -> pd.DataFrame:
+    """Percentile bootstrap confidence intervals of each entry's task statistic.
+
+    Cases are resampled with replacement (RESAMPLES times) and the published statistic
+    (`metric.statistic`, the one the ranking and the tie test use) recomputed on each resample;
+    resamples where it is undefined are left out. Entries scored on the same cases share
+    the resamples, seeded by the task and those cases: an interval does not change when other
+    models are added.
+
+    Args:
+        task_id: The task (seeds the resampling).
+        metric: The task's metric: its statistic is the one resampled.
+        scores: model id -> case x class scores.
+        level: The coverage, e.g. 0.95.
+
+    Returns:
+        One row per model, sorted by id: `model_id`, `low` and `high` (NaN without cases).
+    """
+    models = sorted(scores)
+    low, high = np.full(len(models), np.nan), np.full(len(models), np.nan)
+    weights_of: dict[tuple[str, ...], np.ndarray] = {}
+    tail = (1.0 - level) / 2
+    for position, model in enumerate(models):
+        table = scores[model]
+        if table.empty:
+            continue
+        key = tuple(map(str, table.index))
+        if key not in weights_of:
+            weights_of[key] = _weights(len(key), _seed("interval", task_id, *key), RESAMPLES)
+        statistic = metric.statistic(weights_of[key], table.to_numpy(dtype=float))
+        defined = statistic[~np.isnan(statistic)]
+        if defined.size:
+            low[position], high[position] = np.quantile(defined, [tail, 1.0 - tail])
+    return pd.DataFrame({"model_id": models, "low": low, "high": high})

@@ -102,3 +102,25 @@ def test_ties_with_best() -> None:
     }
     result = stats.ties_with_best("btcv", DICE, "best", scores).set_index("model_id")
     assert result.at["close", "tied"] and not result.at["worse", "tied"]
+
+
+def test_bootstrap_intervals_cover_the_statistic_and_ignore_other_models() -> None:
+    scores = {
+        "a": per_case_dice(0.8, seed=1).pivot(index="case_id", columns="class", values="score"),
+        "b": per_case_dice(0.7, seed=2).pivot(index="case_id", columns="class", values="score"),
+    }
+    found = stats.bootstrap_intervals("btcv", DICE, scores).set_index("model_id")
+    for model, table in scores.items():
+        statistic = table.mean(axis=0).mean()
+        low, high = found.at[model, "low"], found.at[model, "high"]
+        assert low < statistic < high
+        assert high - low < 0.05  # 40 cases, a spread of a few hundredths
+    alone = stats.bootstrap_intervals("btcv", DICE, {"a": scores["a"]}).set_index("model_id")
+    assert alone.at["a", "low"] == found.at["a", "low"]  # the same resamples: seeded by the cases
+    assert stats.bootstrap_intervals("btcv", DICE, scores).equals(found.reset_index())
+    fewer = stats.bootstrap_intervals("btcv", DICE, {"a": scores["a"].iloc[:10]}).set_index(
+        "model_id"
+    )
+    assert (
+        fewer.at["a", "high"] - fewer.at["a", "low"] > found.at["a", "high"] - found.at["a", "low"]
+    )
