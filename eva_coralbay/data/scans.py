@@ -7,6 +7,7 @@ arguments mean the same scans to both.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import pathlib
 from collections.abc import Iterable, Sequence
@@ -119,3 +120,22 @@ def _read_manifest(path: pathlib.Path) -> list[str]:
             )
         entries = [str(entry) for entry in table["path"].dropna()]
     return [str(path.parent / entry) for entry in entries]
+
+
+def content_hash(scan: str | os.PathLike[str]) -> str:
+    """SHA-256 of a scan's bytes: the file's own, or for a DICOM folder one over its files.
+
+    A folder's digest covers each visible file directly inside it (the series' slices), in name
+    order, by name and content digest, so a renamed, added or edited slice changes it.
+
+    Raises:
+        OSError: When a file cannot be read.
+    """
+    path = pathlib.Path(scan)
+    if not path.is_dir():
+        return _io.sha256_of(path)
+    digest = hashlib.sha256()
+    for child in sorted(path.iterdir()):
+        if child.is_file() and not child.name.startswith("."):
+            digest.update(f"{child.name}\0{_io.sha256_of(child)}\n".encode())
+    return digest.hexdigest()
