@@ -189,6 +189,7 @@ def _embed(args: argparse.Namespace) -> int:
         profile=profile,
         roi_size=embedder.roi_size,
         overlap=args.overlap,
+        precision=args.precision,
     )
     done = _resumable_rows(out, provenance, overwrite=args.overwrite)
     embedded = set(done["scan"])

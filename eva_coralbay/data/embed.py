@@ -29,8 +29,16 @@ DEFAULT_ROI_SIZE = 96
 DEFAULT_OVERLAP = 0.5
 """Fraction by which neighbouring windows overlap."""
 
-PROVENANCE_KEYS = ("model", "checkpoint_hash", "profile_fingerprint", "roi_size", "overlap")
-"""What must agree for embeddings to share a table: the model, its weights, the profile, windows."""
+PROVENANCE_KEYS = (
+    "model",
+    "checkpoint_hash",
+    "profile_fingerprint",
+    "roi_size",
+    "overlap",
+    "precision",
+)
+"""What must agree for embeddings to share a table: the model, its weights, the profile, the
+windows and the precision (bf16 rows differ from float32 ones by about 1%)."""
 
 PROVENANCE_METADATA_KEY = b"coralbay_embed"
 """The parquet schema metadata entry holding a table's provenance (JSON)."""
@@ -546,6 +554,7 @@ def provenance(
     profile: PreprocessingProfile,
     roi_size: Sequence[int],
     overlap: float,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """The `PROVENANCE_KEYS` of a table, as stored in its parquet metadata."""
     return {
@@ -554,6 +563,7 @@ def provenance(
         "profile_fingerprint": profile.fingerprint(),
         "roi_size": [int(size) for size in roi_size],
         "overlap": float(overlap),
+        "precision": precision,
     }
 
 

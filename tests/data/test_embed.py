@@ -195,6 +195,10 @@ def test_coralbay_embed_writes_one_row_per_scan_and_ignores_orientation(
     assert "pass --overwrite" in error
     assert out.read_bytes() == before
     assert not [path for path in tmp_path.iterdir() if path.name.endswith(".tmp")]
+    # So is another precision: bf16 rows would sit beside float32 ones.
+    assert cli.main([*arguments, "--precision", "bf16"]) == 1
+    assert "precision: 'bf16' vs 'fp32'" in capsys.readouterr().err
+    assert out.read_bytes() == before
 
 
 def test_coralbay_embed_reports_unreadable_scans(
