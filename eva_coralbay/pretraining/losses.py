@@ -206,13 +206,17 @@ def koleo_loss(embeddings: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """
     if embeddings.shape[0] < 2:
         raise ValueError(f"KoLeo needs at least 2 embeddings, got {embeddings.shape[0]}")
-    normalised = F.normalize(embeddings.float(), p=2, dim=-1, eps=eps)
-    with torch.no_grad():
-        similarities = normalised @ normalised.t()
-        similarities.fill_diagonal_(-2.0)
-        neighbours = similarities.argmax(dim=1)
-    distances = F.pairwise_distance(normalised, normalised[neighbours], p=2, eps=eps)
-    return -torch.log(distances + eps).mean()
+    # Float32 with autocast off, as DINOv2's KoLeoLoss: under autocast the similarity matmul
+    # would run in bf16, where the nearly equal embeddings of an initial batch all tie, and
+    # argmax would pick an arbitrary neighbour instead of the nearest.
+    with torch.autocast(embeddings.device.type, enabled=False):
+        normalised = F.normalize(embeddings.float(), p=2, dim=-1, eps=eps)
+        with torch.no_grad():
+            similarities = normalised @ normalised.t()
+            similarities.fill_diagonal_(-2.0)
+            neighbours = similarities.argmax(dim=1)
+        distances = F.pairwise_distance(normalised, normalised[neighbours], p=2, eps=eps)
+        return -torch.log(distances + eps).mean()
 
 
 def entropy(probs: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

@@ -120,3 +120,16 @@ def test_entropy_is_log_k_for_uniform_and_zero_for_one_hot() -> None:
     one_hot = F.one_hot(torch.tensor([3, 7]), 16).float()
     torch.testing.assert_close(losses.entropy(uniform), torch.log(torch.tensor([16.0, 16.0])))
     torch.testing.assert_close(losses.entropy(one_hot), torch.zeros(2))
+
+
+def test_koleo_under_autocast_picks_the_float32_nearest_neighbour() -> None:
+    generator = torch.Generator().manual_seed(0)
+    # Nearly equal embeddings, as a random encoder gives at initialisation.
+    embeddings = torch.randn(1, 96, generator=generator) + 1e-3 * torch.randn(
+        6, 96, generator=generator
+    )
+    expected = losses.koleo_loss(embeddings)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = losses.koleo_loss(embeddings)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, expected)
