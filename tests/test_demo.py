@@ -13,6 +13,7 @@ import pytest
 
 from eva_coralbay import cli, demo
 from eva_coralbay.cli import evaluate as cli_evaluate
+from eva_coralbay.data.synthetic import layouts
 from eva_coralbay.leaderboard.store import Store
 from tests import hang_guard
 
@@ -94,6 +95,20 @@ def test_reduced_main_job_publishes_all_results(tmp_path: pathlib.Path) -> None:
             assert 0.0 <= record["mean"] <= 1.0
             assert list((output / "runs" / model / task).rglob("results.json"))
             assert list((output / "runs" / model / task).rglob("per_case_scores.parquet"))
+        # The organ probe's per-case rows: one per organ patch of the validation phantom, named
+        # after the embedding file eva wrote for it.
+        session_file = min(
+            (output / "runs" / model / demo.PHANTOM_ORGANS_TASK).rglob("per_case_scores.parquet"),
+            key=lambda path: len(path.parts),
+        )
+        table = pd.read_parquet(session_file)
+        validation = table[table["stage"] == "val"]
+        assert len(validation) > 0 and set(validation["metric"]) == {"correct"}
+        assert set(validation["class"]) <= set(layouts.PHANTOM_CLASSES[1:])
+        assert all(
+            case_id == f"phantom_003/{organ}.pt"
+            for case_id, organ in zip(validation["case_id"], validation["class"], strict=True)
+        )
 
     table = pd.read_parquet(output / "leaderboard" / "leaderboard.parquet")
     assert set(table["model_id"]) == set(MODELS)

@@ -570,35 +570,6 @@ def test_multiclass_medmnist_config_builds_and_embeds(
     assert tuple(volume.shape) == (1, 64, 64, 64) and int(target) == 1
 
 
-@pytest.mark.slow
-def test_organ_patch_probe_runs_end_to_end_on_a_user_dataset(
-    phantom_dataset: pathlib.Path, tmp_path: pathlib.Path
-) -> None:
-    organs = ["liver", "spleen", "kidney_left"]
-    env = eva_runs.clean_environment(
-        {
-            **eva_runs.SMALL_CLASSIFICATION,
-            "DATA_ROOT": str(phantom_dataset),
-            "ORGAN_CLASSES": "[" + ", ".join(organs) + "]",
-            "NUM_CLASSES": "3",
-            "TASK_ID": "demo_phantom_organs",
-            "OUTPUT_ROOT": str(tmp_path / "logs" / "demo_phantom_organs"),
-            "EMBEDDINGS_ROOT": str(tmp_path / "embeddings"),
-        },
-        tmp_path / "cache",
-    )
-    session = eva_runs.run_eva(
-        "predict_fit",
-        _config(configs.CLASSIFICATION_DIR, "decathlon_format_organs"),
-        env,
-        tmp_path / "eva.log",
-    )
-    table = _check_probe_session(session, {"val": 3}, organs, binary=False)
-    assert set(table["case_id"]) == {f"phantom_003/{organ}.pt" for organ in organs}
-    assert sorted(table["class"]) == sorted(organs)
-    _check_submission(session, "demo_phantom_organs", "val/MulticlassAccuracy")
-
-
 def test_organ_patch_config_builds_over_totalsegmentator(
     native_roots: NativeRoots, monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
 ) -> None:
