@@ -134,6 +134,14 @@ class PreprocessingProfile:
         )
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
+    def scale_hu(self, value: float) -> float:
+        """The intensity a Hounsfield value becomes under this profile's window and scaling."""
+        (in_low, in_high), (out_low, out_high) = self.intensity_range, self.output_range
+        scaled = out_low + (value - in_low) * (out_high - out_low) / (in_high - in_low)
+        if self.clip:
+            scaled = min(max(scaled, min(out_low, out_high)), max(out_low, out_high))
+        return float(scaled)
+
     def image_transforms(self) -> Compose:
         """Returns MONAI array transforms for a channel-first image MetaTensor (affine in meta).
 

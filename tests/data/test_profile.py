@@ -217,3 +217,15 @@ def test_dict_transforms_equal_array_transforms(totalsegmentator_dir: pathlib.Pa
     np.testing.assert_allclose(
         np.linalg.norm(image_out.affine[:3, :3].numpy(), axis=0), [2.0, 2.5, 4.0]
     )
+
+
+def test_scale_hu_follows_the_window_and_clips() -> None:
+    assert CORALBAY_PROFILE.scale_hu(-1000.0) == 0.0
+    assert CORALBAY_PROFILE.scale_hu(0.0) == 0.5
+    assert CORALBAY_PROFILE.scale_hu(-1500.0) == 0.0  # clipped
+    unclipped = PreprocessingProfile(clip=False)
+    assert unclipped.scale_hu(-1500.0) == pytest.approx(-0.25)
+    # The value the profile's own transforms give that HU.
+    image = MetaTensor(torch.full((1, 4, 4, 4), -200.0), affine=torch.eye(4))
+    transformed, _ = CORALBAY_PROFILE.apply(image)
+    assert float(transformed.flatten()[0]) == pytest.approx(CORALBAY_PROFILE.scale_hu(-200.0))

@@ -18,7 +18,7 @@ from typing_extensions import override
 
 from eva_coralbay import tasks
 from eva_coralbay.data import readers
-from eva_coralbay.data.adapters.organ_patches import AIR_HU, crop_padded
+from eva_coralbay.data.adapters.organ_patches import AIR_HU, patch_volume
 from eva_coralbay.data.adapters.validation import DatasetValidationError, Problem
 from eva_coralbay.data.profile import PreprocessingProfile, resolve_profile
 
@@ -207,13 +207,7 @@ class LUNA25(VisionDataset[eva_tv_tensors.Volume, torch.Tensor]):
         nodule = self._nodules[index]
         image, affine = self._standardised(nodule.series_uid)
         centre = self.centre_voxel(nodule, affine)
-        start = [c - s // 2 for c, s in zip(centre, self._size, strict=True)]
-        voxels = crop_padded(image, start, self._size, self._pad_value())
-        translation = np.eye(4)
-        translation[:3, 3] = start
-        return eva_tv_tensors.Volume(
-            torch.from_numpy(voxels)[None], affine=torch.from_numpy(affine @ translation)
-        )
+        return patch_volume(image, affine, centre, self._size, self._profile.scale_hu(AIR_HU))
 
     @override
     def load_target(self, index: int) -> torch.Tensor:
@@ -243,16 +237,6 @@ class LUNA25(VisionDataset[eva_tv_tensors.Volume, torch.Tensor]):
             affine = np.asarray(image.affine.detach().cpu().numpy(), dtype=np.float64)  # type: ignore[union-attr]
             self._last = (series_uid, array, affine)
         return self._last[1], self._last[2]
-
-    def _pad_value(self) -> float:
-        (in_low, in_high), (out_low, out_high) = (
-            self._profile.intensity_range,
-            self._profile.output_range,
-        )
-        value = out_low + (AIR_HU - in_low) * (out_high - out_low) / (in_high - in_low)
-        if self._profile.clip:
-            value = min(max(value, min(out_low, out_high)), max(out_low, out_high))
-        return float(value)
 
     def _split_annotations(self) -> list[Nodule]:
         return [

@@ -146,13 +146,10 @@ class OrganPatches(VisionDataset[eva_tv_tensors.Volume, torch.Tensor]):
     def load_data(self, index: int) -> eva_tv_tensors.Volume:
         patch = self._patches[index]
         standard = self._standard(patch.case_index)
-        start = [c - s // 2 for c, s in zip(patch.centre, self._size, strict=True)]
-        voxels = crop_padded(standard.image, start, self._size, self._pad_value())
-        translation = np.eye(4)
-        translation[:3, 3] = start
-        return eva_tv_tensors.Volume(
-            torch.from_numpy(voxels)[None],
-            affine=torch.from_numpy(standard.affine @ translation),
+        profile = self._source.profile
+        assert profile is not None
+        return patch_volume(
+            standard.image, standard.affine, patch.centre, self._size, profile.scale_hu(AIR_HU)
         )
 
     @override
@@ -192,15 +189,6 @@ class OrganPatches(VisionDataset[eva_tv_tensors.Volume, torch.Tensor]):
             )
         return patches
 
-    def _pad_value(self) -> float:
-        profile = self._source.profile
-        assert profile is not None
-        (in_low, in_high), (out_low, out_high) = profile.intensity_range, profile.output_range
-        value = out_low + (AIR_HU - in_low) * (out_high - out_low) / (in_high - in_low)
-        if profile.clip:
-            value = min(max(value, min(out_low, out_high)), max(out_low, out_high))
-        return float(value)
-
 
 def crop_padded(
     array: npt.NDArray[Any], start: Sequence[int], size: Sequence[int], pad_value: float
@@ -219,3 +207,20 @@ def crop_padded(
         target_slices.append(slice(low - begin, high - begin))
     out[tuple(target_slices)] = array[tuple(source_slices)]
     return out
+
+
+def patch_volume(
+    image: npt.NDArray[Any],
+    affine: npt.NDArray[np.float64],
+    centre: Sequence[int],
+    size: Sequence[int],
+    pad_value: float,
+) -> eva_tv_tensors.Volume:
+    """The `size` box of a standardised `image` centred on voxel `centre`, with its own affine."""
+    start = [c - s // 2 for c, s in zip(centre, size, strict=True)]
+    voxels = crop_padded(image, start, size, pad_value)
+    translation = np.eye(4)
+    translation[:3, 3] = start
+    return eva_tv_tensors.Volume(
+        torch.from_numpy(voxels)[None], affine=torch.from_numpy(affine @ translation)
+    )
