@@ -89,3 +89,39 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     the rest of the queue, stealing what the first has not started.
     """
     items.sort(key=_schedule_key)
+
+
+def _torch_state() -> dict[str, object]:
+    """torch's process-wide settings that change the numbers of any later test."""
+    torch = sys.modules.get("torch")
+    if torch is None:  # a torch-free test module: nothing to guard yet
+        return {}
+    return {
+        "threads": torch.get_num_threads(),
+        "grad": torch.is_grad_enabled(),
+        "inference": torch.is_inference_mode_enabled(),
+        "cpu autocast": torch.is_autocast_enabled("cpu"),
+        "cpu autocast dtype": torch.get_autocast_dtype("cpu"),
+        "default dtype": torch.get_default_dtype(),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "float32 matmul precision": torch.get_float32_matmul_precision(),
+        "mkldnn": torch.backends.mkldnn.enabled,
+        "mkldnn conv precision": torch.backends.mkldnn.conv.fp32_precision,
+        "mkldnn matmul precision": torch.backends.mkldnn.matmul.fp32_precision,
+        "anomaly": torch.is_anomaly_enabled(),
+    }
+
+
+@pytest.fixture(autouse=True)
+def _torch_state_is_left_as_found(request: pytest.FixtureRequest) -> object:
+    """Fails a test that leaves torch's global settings changed, naming them.
+
+    Tests share worker processes in an order that differs from run to run, so a leaked
+    setting shows up as a numerical failure of some later, innocent test.
+    """
+    before = _torch_state()
+    yield
+    after = _torch_state()
+    changed = {key: (before[key], after[key]) for key in before if before[key] != after[key]}
+    if changed:
+        pytest.fail(f"{request.node.nodeid} changed torch's global state: {changed}")
