@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent import futures
 from typing import Any
 
@@ -316,9 +316,3 @@ def status_rows(output: pathlib.Path) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def on_each(jobs: Sequence[Job], action: Callable[[Job], None]) -> None:
-    """Applies `action` to every job (a seam for the CLI's per-job steps)."""
-    for job in jobs:
-        action(job)

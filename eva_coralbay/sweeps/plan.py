@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from eva_coralbay import tasks
+from eva_coralbay.models import preprocessing
 from eva_coralbay.tasks.benchmark import Benchmark
 
 CONFIG_VARIABLE = re.compile(r"\$\{oc\.env:([A-Z][A-Z0-9_]*)")
@@ -190,6 +191,27 @@ def parse_assignments(assignments: Sequence[str], option: str) -> list[tuple[str
     return parsed
 
 
+def _export_config(model: ModelSpec) -> tuple[pathlib.Path, dict[str, Any]] | None:
+    """The `config.json` beside a checkpoint (an export's), or None when there is none.
+
+    Raises:
+        PlanError: When the file is not a JSON object.
+    """
+    if model.checkpoint is None:
+        return None
+    folder = pathlib.Path(model.checkpoint)
+    config_file = folder / "config.json" if folder.is_dir() else folder.parent / "config.json"
+    if not config_file.is_file():
+        return None
+    try:
+        values = json.loads(config_file.read_text())
+    except ValueError as error:
+        raise PlanError(f"{config_file}: not valid JSON ({error})") from error
+    if not isinstance(values, dict):
+        raise PlanError(f"{config_file}: not a JSON object")
+    return config_file, values
+
+
 def feature_size(model: ModelSpec) -> int | None:
     """F of a CoralBay-family model: its kwargs, else its export's config.json, else 48.
 
@@ -199,30 +221,26 @@ def feature_size(model: ModelSpec) -> int | None:
         return None
     if "feature_size" in model.kwargs:
         return int(model.kwargs["feature_size"])
-    if model.checkpoint is not None:
-        folder = pathlib.Path(model.checkpoint)
-        config_file = folder / "config.json" if folder.is_dir() else folder.parent / "config.json"
-        if config_file.is_file():
-            try:
-                return int(json.loads(config_file.read_text())["feature_size"])
-            except (ValueError, KeyError, TypeError) as error:
-                raise PlanError(f"{config_file}: no readable feature_size ({error})") from error
+    found = _export_config(model)
+    if found is not None:
+        config_file, values = found
+        try:
+            return int(values["feature_size"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise PlanError(f"{config_file}: no readable feature_size ({error})") from error
     return CORALBAY_DEFAULT_FEATURE_SIZE
 
 
 def checkpoint_profile(model: ModelSpec) -> dict[str, Any] | None:
     """The preprocessing an export's config.json records (it wins over the registry name's)."""
-    if model.checkpoint is None:
+    found = _export_config(model)
+    if found is None:
         return None
-    folder = pathlib.Path(model.checkpoint)
-    config_file = folder / "config.json" if folder.is_dir() else folder.parent / "config.json"
-    if not config_file.is_file():
-        return None
+    config_file, values = found
     try:
-        recorded = json.loads(config_file.read_text()).get("preprocessing")
-    except (ValueError, AttributeError) as error:
-        raise PlanError(f"{config_file}: not a JSON object ({error})") from error
-    return recorded if isinstance(recorded, dict) else None
+        return preprocessing.of_config(values)
+    except ValueError as error:
+        raise PlanError(f"{config_file}: {error}") from error
 
 
 def plan(
