@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import random
 import subprocess
 import sys
 from typing import NoReturn
@@ -110,6 +111,22 @@ def _torch_state() -> dict[str, object]:
         "mkldnn matmul precision": torch.backends.mkldnn.matmul.fp32_precision,
         "anomaly": torch.is_anomaly_enabled(),
     }
+
+
+@pytest.fixture(autouse=True)
+def _random_state_is_fixed() -> None:
+    """Seeds Python's, NumPy's and torch's global generators before every test.
+
+    Without it a test that draws from them (a module's default initialisation) sees whatever
+    earlier tests on its worker left behind, so its numbers depend on the run's test order.
+    """
+    random.seed(0)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed(0)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(0)
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,12 @@ from tests.models.swin_parity import randomise
 
 
 def _pair(feature_size: int, use_v2: bool, **kwargs: Any) -> tuple[Any, CoralBayEncoder]:
+    # The weights not set by `randomise` come from the global generator, so it is seeded here:
+    # for some draws (global seed 8 of 0-11) one stage-2 pre-activation lies within float32
+    # rounding (5e-7) of leaky ReLU's kink. The gradient jumps there, and on an 8x16x24 map one
+    # voxel on the other side moves a conv weight's gradient by 1e-2 (relative) between two
+    # equally accurate float32 orders of summation: no float32 tolerance holds for such a draw.
+    torch.manual_seed(0)
     reference = SwinUNETREncoder(feature_size=feature_size, use_v2=use_v2, **kwargs)  # type: ignore[arg-type]
     randomise(reference)
     ours = CoralBayEncoder(feature_size=feature_size, use_v2=use_v2, **kwargs)  # type: ignore[arg-type]
