@@ -378,8 +378,9 @@ def render_classification(task: ClassificationTask) -> str:
     embedding_datasets, embedding_loaders = [], []
     for index, split in enumerate(task.splits):
         embedding_datasets.append(f"      {split}:")
+        # eva's EmbeddingsClassificationDataset with a per-class cap on the train split.
         embedding_datasets.append(
-            "        class_path: eva.datasets.EmbeddingsClassificationDataset"
+            "        class_path: eva_coralbay.evaluation.EmbeddingsClassificationSubset"
         )
         if index == 0:
             embedding_datasets += [
@@ -387,6 +388,9 @@ def render_classification(task: ClassificationTask) -> str:
                 "          root: *DATASET_EMBEDDINGS_ROOT",
                 "          manifest_file: manifest.csv",
                 "          split: train",
+                "          # Label-efficiency track: train on this many samples of each class",
+                "          # (a fixed nested subset), or all; validation and test stay whole.",
+                "          train_samples_per_class: ${oc.env:TRAIN_SAMPLES_PER_CLASS, all}",
             ]
             if binary:
                 embedding_datasets += [

@@ -55,6 +55,13 @@ def register(subparsers: Any) -> None:
         "count is the task variant <task>@<count> (segmentation tasks)",
     )
     parser.add_argument(
+        "--train-samples-per-class",
+        default="all",
+        help="label-efficiency track of the probes: comma-separated counts of training samples "
+        "per class, e.g. 1,5,all; each count is the task variant <task>@<count> "
+        "(classification tasks)",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -182,6 +189,9 @@ def _plan(args: argparse.Namespace) -> tuple[list[Any], Any]:
         runs=args.runs,
         assignments=args.set,
         train_cases=planning.parse_train_cases(args.train_cases),
+        train_samples_per_class=planning.parse_train_cases(
+            args.train_samples_per_class, "--train-samples-per-class"
+        ),
     )
     return jobs, model
 

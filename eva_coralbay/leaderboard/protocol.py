@@ -18,8 +18,10 @@ not change the evaluation protocol:
   `num_sanity_val_steps`, `profiler`, and the predict dataloader's settings;
 - callbacks, except the fields of `ModelCheckpoint` and `EarlyStopping` that choose the
   evaluated checkpoint (`monitor`, `mode`, `patience`, `min_delta`);
-- the label-efficiency setting `train_cases` when it is `all` (the default: runs from configs
-  with and without it hash alike; a subset such as `train_cases: 5` is in);
+- the label-efficiency settings `train_cases` and `train_samples_per_class` when they are `all`
+  (the default: runs from configs with and without them hash alike; a subset such as
+  `train_cases: 5` is in), and the plugin's probe dataset class that carries the second, which
+  is named as the eva class it extends (`EQUIVALENT_CLASS_PATHS`);
 - the trainer's `precision` when it is float32 (Lightning's default: runs from configs that name
   it and from configs that do not hash alike). Mixed precision (`bf16-mixed`, ...) is in.
 
@@ -93,6 +95,18 @@ EXCLUDED_KEYS = frozenset(
 )
 """Keys dropped wherever they appear in the config."""
 
+LABEL_EFFICIENCY_KEYS = frozenset({"train_cases", "train_samples_per_class"})
+"""The label-efficiency settings: at `all` they are left out, a subset is a task variant."""
+
+EQUIVALENT_CLASS_PATHS = {
+    "eva_coralbay.evaluation.EmbeddingsClassificationSubset": (
+        "eva.datasets.EmbeddingsClassificationDataset"
+    ),
+}
+"""Plugin classes that are an eva class plus a label-efficiency setting, hashed as that class:
+with every sample they compute the same thing, so probes run before the setting existed stay
+comparable; a subset differs by the setting itself."""
+
 CALLBACK_FIELDS: dict[str, frozenset[str]] = {
     "ModelCheckpoint": frozenset({"monitor", "mode"}),
     "EarlyStopping": frozenset({"monitor", "mode", "patience", "min_delta"}),
@@ -118,7 +132,7 @@ def _typed(value: str) -> Any:
 def _normalise(node: Any) -> Any:
     if isinstance(node, Mapping):
         return {
-            str(key): _normalise(value)
+            str(key): _normalise(_equivalent_class(str(key), value))
             for key, value in node.items()
             if str(key) not in EXCLUDED_KEYS and not _all_training_cases(str(key), value)
         }
@@ -130,12 +144,20 @@ def _normalise(node: Any) -> Any:
 
 
 def _all_training_cases(key: str, value: Any) -> bool:
-    """Whether this is the label-efficiency setting at its default (every training case).
+    """Whether this is a label-efficiency setting at its default (every training label).
 
     A run on every case hashes like one from a config without the setting; a run on a subset
-    (`train_cases: 5`) is a task variant with a protocol of its own.
+    (`train_cases: 5`, `train_samples_per_class: 5`) is a task variant with a protocol of its
+    own.
     """
-    return key == "train_cases" and (value is None or str(value).strip().lower() == "all")
+    return key in LABEL_EFFICIENCY_KEYS and (value is None or str(value).strip().lower() == "all")
+
+
+def _equivalent_class(key: str, value: Any) -> Any:
+    """A `class_path` value as the eva class it is equivalent to (`EQUIVALENT_CLASS_PATHS`)."""
+    if key == "class_path" and isinstance(value, str):
+        return EQUIVALENT_CLASS_PATHS.get(value, value)
+    return value
 
 
 def _protocol_callbacks(callbacks: Any) -> list[Any]:

@@ -30,7 +30,8 @@ MANAGED_VARIABLES = frozenset(
 """Variables `coralbay evaluate` sets itself from its own options; `--set` may not."""
 
 VARIANT_SEPARATOR = "@"
-"""Joins a task and its label-efficiency variant: `btcv@5` is BTCV trained on 5 cases."""
+"""Joins a task and its label-efficiency variant: `btcv@5` is BTCV trained on 5 cases,
+`organmnist@5` the OrganMNIST probe trained on 5 samples of each class."""
 
 EVA_COMMANDS = {"segmentation": "fit", "classification": "predict_fit"}
 """The eva subcommand of each task type: frozen-encoder segmentation trains a decoder online;
@@ -254,6 +255,7 @@ def plan(
     runs: int | None = None,
     assignments: Sequence[str] = (),
     train_cases: Sequence[int | None] = (None,),
+    train_samples_per_class: Sequence[int | None] = (None,),
 ) -> list[Job]:
     """One job per selected task.
 
@@ -270,6 +272,9 @@ def plan(
         train_cases: The label-efficiency track: one job per count of training cases (None:
             all of them) for every task whose config reads `TRAIN_CASES`; a count's job is the
             task variant `<task>@<count>` (`btcv@5`).
+        train_samples_per_class: The same for probes: one job per count of training samples
+            of each class for every task whose config reads `TRAIN_SAMPLES_PER_CLASS`
+            (`organmnist@5`).
 
     Raises:
         PlanError: For a task without data, an unknown variable, a variable `evaluate` sets
@@ -337,12 +342,13 @@ def plan(
                 "give it with --set IN_FEATURES=N"
             )
         env = {key: value for key, value in env.items() if key in variables}
-        for count in _variants(record, variables, train_cases):
+        variable, counts = _variants(variables, train_cases, train_samples_per_class)
+        for count in counts:
             task_id = record.id if count is None else f"{record.id}{VARIANT_SEPARATOR}{count}"
             variant_folder = output / model_id / task_id
             variant_env = dict(env)
-            if count is not None:
-                variant_env["TRAIN_CASES"] = str(count)
+            if count is not None and variable is not None:
+                variant_env[variable] = str(count)
             for name in ("OUTPUT_ROOT", "EMBEDDINGS_ROOT"):
                 if name in variant_env:
                     variant_env[name] = str(variant_folder / pathlib.Path(env[name]).name)
@@ -365,12 +371,22 @@ def plan(
 
 
 def _variants(
-    record: Benchmark, variables: frozenset[str], train_cases: Sequence[int | None]
-) -> list[int | None]:
-    """The training-case counts a task is run with: subsets only where its config has them."""
-    if "TRAIN_CASES" not in variables:
-        return [None]
-    return list(dict.fromkeys(train_cases)) or [None]
+    variables: frozenset[str],
+    train_cases: Sequence[int | None],
+    train_samples_per_class: Sequence[int | None],
+) -> tuple[str | None, list[int | None]]:
+    """The label-efficiency variable a task's config reads and the counts it is run with.
+
+    Subsets only where the config has the setting: `TRAIN_CASES` (segmentation) or
+    `TRAIN_SAMPLES_PER_CLASS` (probes); other tasks run once, on every label.
+    """
+    for variable, counts in (
+        ("TRAIN_CASES", train_cases),
+        ("TRAIN_SAMPLES_PER_CLASS", train_samples_per_class),
+    ):
+        if variable in variables:
+            return variable, list(dict.fromkeys(counts)) or [None]
+    return None, [None]
 
 
 def base_task(task_id: str) -> str:
@@ -378,8 +394,12 @@ def base_task(task_id: str) -> str:
     return task_id.partition(VARIANT_SEPARATOR)[0]
 
 
-def parse_train_cases(text: str) -> list[int | None]:
-    """`--train-cases 1,5,all` as counts (None: all).
+def parse_train_cases(text: str, option: str = "--train-cases") -> list[int | None]:
+    """`--train-cases 1,5,all` (or `--train-samples-per-class ...`) as counts (None: all).
+
+    Args:
+        text: The option's value.
+        option: The option's name, for the error message.
 
     Raises:
         PlanError: For an item that is not a positive integer or `all`.
@@ -391,9 +411,9 @@ def parse_train_cases(text: str) -> list[int | None]:
         elif item.isdigit() and int(item) > 0:
             counts.append(int(item))
         else:
-            raise PlanError(f"--train-cases {text!r}: {item!r} is not a positive count or 'all'")
+            raise PlanError(f"{option} {text!r}: {item!r} is not a positive count or 'all'")
     if not counts:
-        raise PlanError("--train-cases: no count given")
+        raise PlanError(f"{option}: no count given")
     return counts
 
 

@@ -7,7 +7,12 @@ import pathlib
 import pytest
 
 from eva_coralbay.data.adapters import DecathlonFormat, MSDSpleen
-from eva_coralbay.data.adapters.base import nested_subset, parse_train_cases
+from eva_coralbay.data.adapters.base import (
+    nested_subset,
+    nested_subset_per_class,
+    parse_label_count,
+    parse_train_cases,
+)
 from eva_coralbay.data.synthetic import layouts
 
 
@@ -59,3 +64,30 @@ def test_bad_counts_are_refused(dataset_root: pathlib.Path, tmp_path: pathlib.Pa
     )
     spleen.configure()
     assert len(spleen.cases) == 1
+
+
+def test_per_class_subsets_are_nested_balanced_and_depend_on_the_ids_alone() -> None:
+    ids = [f"train_{number:05d}" for number in range(60)]
+    labels = [number % 3 for number in range(60)]
+    one, five = (nested_subset_per_class(ids, labels, count) for count in (1, 5))
+    assert set(one) < set(five)
+    by_label = dict(zip(ids, labels, strict=True))
+    assert sorted(by_label[sample] for sample in five) == [0] * 5 + [1] * 5 + [2] * 5
+    # Each class in nested_subset's order: the same ids whatever the listing order.
+    shuffled = list(reversed(range(60)))
+    again = nested_subset_per_class([ids[i] for i in shuffled], [labels[i] for i in shuffled], 5)
+    assert set(again) == set(five)
+    assert [sample for sample in five if by_label[sample] == 0] == [
+        sample for sample in ids if sample in set(nested_subset(ids[0::3], 5))
+    ]
+    assert five == [sample for sample in ids if sample in set(five)]  # the given order
+
+
+def test_a_per_class_count_over_a_class_size_or_zero_is_refused() -> None:
+    ids, labels = ["a", "b", "c", "d"], [0, 0, 0, 1]
+    with pytest.raises(ValueError, match="2 samples per class requested, but class 1 has 1"):
+        nested_subset_per_class(ids, labels, 2)
+    for bad in (0, "0", "-3", "some"):
+        with pytest.raises(ValueError, match="train_samples_per_class must be a positive"):
+            parse_label_count(bad, "train_samples_per_class")
+    assert parse_label_count("all", "train_samples_per_class") is None

@@ -246,6 +246,12 @@ def test_probe_configs_follow_the_protocol(
     assert list(writer["dataloader_idx_map"].values()) == list(splits)
     datasets = config["data"]["init_args"]["datasets"]
     assert {stage for stage, spec in datasets.items() if spec} == {*splits, "predict"}
+    # Every probe trains on all samples unless TRAIN_SAMPLES_PER_CLASS caps them.
+    for split in splits:
+        assert datasets[split]["class_path"] == (
+            "eva_coralbay.evaluation.EmbeddingsClassificationSubset"
+        )
+    assert _init(datasets["train"])["train_samples_per_class"] == "all"
 
 
 def test_generic_configs_take_their_classes_from_the_environment(
@@ -568,6 +574,32 @@ def test_multiclass_medmnist_config_builds_and_embeds(
     assert names == ["train_00000", "val_00000", "test_00000"]
     volume, target, _ = data.datasets.predict[0][1]
     assert tuple(volume.shape) == (1, 64, 64, 64) and int(target) == 1
+
+
+def test_a_probe_config_trains_on_k_samples_per_class(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {
+        **eva_runs.SMALL_CLASSIFICATION,
+        "EMBEDDINGS_ROOT": str(tmp_path),
+        "OUTPUT_ROOT": str(tmp_path / "out"),
+        "TRAIN_SAMPLES_PER_CLASS": "2",
+    }
+    _set_env(monkeypatch, env)
+    embeddings = tmp_path / env["MODEL_NAME"] / "organmnist"
+    embeddings.mkdir(parents=True)
+    rows = [
+        [f"{split}_{index:05d}", f"{split}_{index:05d}.pt", index % 11, split]
+        for split, count in (("train", 44), ("val", 11))
+        for index in range(count)
+    ]
+    pd.DataFrame(rows, columns=["origin", "embeddings", "target", "split"]).to_csv(
+        embeddings / "manifest.csv", index=False
+    )
+    _, data = eva_runs.instantiate(_config(configs.CLASSIFICATION_DIR, "organmnist"))
+    data.setup("fit")
+    assert len(data.datasets.train) == 2 * 11
+    assert len(data.datasets.val) == 11
 
 
 def test_organ_patch_config_builds_over_totalsegmentator(

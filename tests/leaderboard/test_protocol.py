@@ -97,3 +97,21 @@ def test_every_training_case_hashes_like_no_setting_and_a_subset_does_not() -> N
     assert _hash(with_setting, TRAIN_CASES="ALL") == BASE
     five = _hash(with_setting, TRAIN_CASES="5")
     assert five != BASE and five != _hash(with_setting, TRAIN_CASES="1")
+
+
+def test_a_probe_on_every_sample_hashes_like_evas_dataset_and_a_per_class_cap_does_not() -> None:
+    probe_base = _hash(eva_output.CLASSIFICATION_TEMPLATE)
+    capped = eva_output.CLASSIFICATION_TEMPLATE.replace(
+        "class_path: eva.datasets.EmbeddingsClassificationDataset",
+        "class_path: eva_coralbay.evaluation.EmbeddingsClassificationSubset",
+    ).replace(
+        "          split: train\n      val:",
+        "          split: train\n"
+        "          train_samples_per_class: ${oc.env:TRAIN_SAMPLES_PER_CLASS, all}\n      val:",
+        1,
+    )
+    assert capped.count("EmbeddingsClassificationSubset") == 3
+    assert "train_samples_per_class" in capped
+    assert _hash(capped) == probe_base
+    five = _hash(capped, TRAIN_SAMPLES_PER_CLASS="5")
+    assert five != probe_base and five != _hash(capped, TRAIN_SAMPLES_PER_CLASS="1")

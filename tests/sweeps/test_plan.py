@@ -206,3 +206,25 @@ def test_label_efficiency_variants_run_segmentation_on_nested_subsets(
     assert launch.decide([five], force=False)[0].action == "skip"
     with pytest.raises(planning.PlanError, match="'0' is not a positive count"):
         planning.parse_train_cases("0,all")
+
+
+def test_probe_variants_cap_the_training_samples_of_each_class(tmp_path: pathlib.Path) -> None:
+    jobs = planning.plan(
+        RANDOM,
+        planning.select_tasks("btcv,organmnist"),
+        output=tmp_path / "out",
+        configs_root=CONFIGS,
+        data_root=tmp_path / "data",
+        train_cases=planning.parse_train_cases("2"),
+        train_samples_per_class=planning.parse_train_cases("1,all", "--train-samples-per-class"),
+    )
+    assert [job.task_id for job in jobs] == ["btcv@2", "organmnist@1", "organmnist"]
+    segmentation, one, every = jobs
+    assert segmentation.env["TRAIN_CASES"] == "2"
+    assert "TRAIN_SAMPLES_PER_CLASS" not in segmentation.env
+    assert one.env["TRAIN_SAMPLES_PER_CLASS"] == "1" and "TRAIN_CASES" not in one.env
+    assert "TRAIN_SAMPLES_PER_CLASS" not in every.env
+    assert one.env["EMBEDDINGS_ROOT"] != every.env["EMBEDDINGS_ROOT"]
+    assert one.fingerprint() != every.fingerprint()
+    with pytest.raises(planning.PlanError, match="--train-samples-per-class '0'"):
+        planning.parse_train_cases("0", "--train-samples-per-class")

@@ -501,16 +501,27 @@ def parse_train_cases(value: int | str | None) -> int | None:
     Raises:
         ValueError: For anything but a positive integer or "all".
     """
+    return parse_label_count(value, "train_cases")
+
+
+def parse_label_count(value: int | str | None, setting: str) -> int | None:
+    """A label-efficiency setting as a positive count, or None for every label ("all").
+
+    Args:
+        value: The setting as configured: a count, "all" or None.
+        setting: Its name, for the error message (`train_cases`, `train_samples_per_class`).
+
+    Raises:
+        ValueError: For anything but a positive integer or "all".
+    """
     if value is None or (isinstance(value, str) and value.strip().lower() == "all"):
         return None
     try:
         count = int(value)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"train_cases must be a positive integer or 'all', got {value!r}"
-        ) from None
+        raise ValueError(f"{setting} must be a positive integer or 'all', got {value!r}") from None
     if count < 1 or str(count) != str(value).strip():
-        raise ValueError(f"train_cases must be a positive integer or 'all', got {value!r}")
+        raise ValueError(f"{setting} must be a positive integer or 'all', got {value!r}")
     return count
 
 
@@ -524,6 +535,36 @@ def nested_subset(case_ids: Sequence[str], count: int) -> list[str]:
         case_ids, key=lambda case_id: hashlib.sha256(f"{SUBSET_KEY}:{case_id}".encode()).digest()
     )
     return ordered[:count]
+
+
+def nested_subset_per_class(
+    sample_ids: Sequence[str], labels: Sequence[int], count: int
+) -> list[str]:
+    """The first `count` sample ids of every class, each class in `nested_subset`'s order.
+
+    Nested in `count` and the same for every model, like `nested_subset`: it depends on the
+    ids and their labels alone. The ids come back in their given order.
+
+    Args:
+        sample_ids: The training samples' ids, unique.
+        labels: Each sample's class.
+        count: Samples to keep per class.
+
+    Raises:
+        ValueError: When a class has fewer than `count` samples (the message names the smallest).
+    """
+    by_class: dict[int, list[str]] = {}
+    for sample_id, label in zip(sample_ids, labels, strict=True):
+        by_class.setdefault(int(label), []).append(sample_id)
+    short = {label: len(ids) for label, ids in by_class.items() if len(ids) < count}
+    if short:
+        label = min(short, key=lambda item: (short[item], item))
+        raise ValueError(
+            f"{count} samples per class requested, but class {label} has {short[label]} "
+            f"training samples ({len(short)} of {len(by_class)} classes have fewer than {count})"
+        )
+    kept = {sample_id for ids in by_class.values() for sample_id in nested_subset(ids, count)}
+    return [sample_id for sample_id in sample_ids if sample_id in kept]
 
 
 def _geometry_from_reader(path: Path) -> validation.Geometry:
