@@ -1,0 +1,508 @@
+"""The robustness track: how a model's whole-scan embedding moves under window, grid and flips."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import importlib.metadata
+import json
+import math
+import os
+import pathlib
+from collections.abc import Callable, Mapping, Sequence
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from eva_coralbay import _io
+from eva_coralbay.data.profile import PreprocessingProfile
+
+if TYPE_CHECKING:
+    import torch
+    from monai.data.meta_tensor import MetaTensor
+    from torch import nn
+
+RECORD_TYPE = "coralbay-robustness"
+"""The `record_type` of a robustness record: not a leaderboard submission, a record of its own."""
+
+SCHEMA_VERSION = 1
+"""The version written into every new robustness record."""
+
+SCHEMA_FILE = "robustness.schema.json"
+"""The JSON Schema of a robustness record, shipped inside this package."""
+
+CENTRE_SHIFT_HU = 100.0
+"""How far the window's centre moves, each way."""
+
+WIDTH_FACTORS = (0.75, 1.5)
+"""How the window's width is scaled about its centre."""
+
+COMMON_WINDOWS: Mapping[str, tuple[float, float]] = {
+    "soft_tissue": (-160.0, 240.0),
+    "lung": (-1350.0, 150.0),
+}
+"""Windows radiologists read CT with (centre 40 / width 400 and centre -600 / width 1500)."""
+
+SPACINGS_MM = (1.0, 2.0)
+"""Isotropic grids the scan is resampled to instead of the model's own spacing."""
+
+INPUT_ORIENTATIONS = ("RAS", "LPS")
+"""Orientations the scan is handed over in before the profile; the profile must undo both."""
+
+FLIP_AXES: Mapping[str, str] = {"left_right": "LR", "superior_inferior": "SI"}
+"""Mirrorings of the standardised volume, by the anatomical axis they reverse."""
+
+PerturbationKind = Literal["window", "spacing", "orientation", "flip"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Perturbation:
+    """One change to how a scan reaches the encoder; the unperturbed way is the model's profile.
+
+    Exactly one of `window`, `spacing`, `input_orientation` and `flip` is set, matching `kind`.
+    """
+
+    name: str
+    """A stable identifier, e.g. `window_centre_plus_100` or `flip_left_right`."""
+
+    kind: PerturbationKind
+    """What is changed."""
+
+    window: tuple[float, float] | None = None
+    """The HU window [low, high] that replaces the profile's (scaled onto the same output)."""
+
+    spacing: float | None = None
+    """The isotropic spacing in mm that replaces the profile's."""
+
+    input_orientation: str | None = None
+    """Axis codes the scan is reoriented to before the profile (which reorients it back)."""
+
+    flip: str | None = None
+    """The anatomical axis ("LR", "AP" or "SI") along which the standardised volume is
+    mirrored."""
+
+    def __post_init__(self) -> None:
+        """Rejects a window whose low end is not below its high end, naming the perturbation."""
+        if self.window is not None:
+            low, high = (float(value) for value in self.window)
+            if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+                raise ValueError(
+                    f"{self.name}: a window needs min < max (finite HU), got [{low:g}, {high:g}]"
+                )
+            object.__setattr__(self, "window", (low, high))
+
+    def profile(self, base: PreprocessingProfile) -> PreprocessingProfile:
+        """The profile the perturbed scan is standardised with: `base` with one field changed."""
+        if self.window is not None:
+            return dataclasses.replace(base, intensity_range=self.window)
+        if self.spacing is not None:
+            return dataclasses.replace(base, spacing=(self.spacing,) * 3)
+        return base
+
+    def parameters(self) -> dict[str, Any]:
+        """What this perturbation sets, as JSON (`intensity_range`, `spacing`, ...)."""
+        if self.window is not None:
+            return {"intensity_range": list(self.window)}
+        if self.spacing is not None:
+            return {"spacing": [self.spacing] * 3}
+        if self.input_orientation is not None:
+            return {"input_orientation": self.input_orientation}
+        return {"flip": self.flip}
+
+
+def window_perturbation(low: float, high: float, name: str | None = None) -> Perturbation:
+    """A perturbation that reads the scan through the HU window [low, high].
+
+    Raises:
+        ValueError: When low >= high.
+    """
+    return Perturbation(
+        name=name or f"window_{low:g}_{high:g}", kind="window", window=(float(low), float(high))
+    )
+
+
+def parse_window(text: str) -> tuple[float, float]:
+    """`LOW,HIGH` (HU) as a window.
+
+    Raises:
+        ValueError: For anything but two numbers with LOW < HIGH.
+    """
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        low, high = (float(part) for part in parts)
+    except ValueError:
+        raise ValueError(f"window {text!r}: expected LOW,HIGH in HU, e.g. -160,240") from None
+    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+        raise ValueError(f"window {text!r}: min {low:g} must be below max {high:g}")
+    return low, high
+
+
+def default_perturbations(
+    profile: PreprocessingProfile, extra_windows: Sequence[tuple[float, float]] = ()
+) -> list[Perturbation]:
+    """The robustness track's perturbations of a model's profile, plus any extra windows.
+
+    Windows: the profile's centre ±100 HU, its width x0.75 and x1.5, the soft-tissue and lung
+    windows; grids: 1.0 and 2.0 mm; input orientations RAS and LPS; left-right and
+    superior-inferior flips.
+
+    Raises:
+        ValueError: For an extra window with min >= max.
+    """
+    low, high = profile.intensity_range
+    centre, half_width = (low + high) / 2, (high - low) / 2
+    windows = [
+        window_perturbation(
+            low - CENTRE_SHIFT_HU, high - CENTRE_SHIFT_HU, "window_centre_minus_100"
+        ),
+        window_perturbation(
+            low + CENTRE_SHIFT_HU, high + CENTRE_SHIFT_HU, "window_centre_plus_100"
+        ),
+        *(
+            window_perturbation(
+                centre - half_width * factor,
+                centre + half_width * factor,
+                f"window_width_x{factor:g}",
+            )
+            for factor in WIDTH_FACTORS
+        ),
+        *(
+            window_perturbation(*window, f"window_{name}")
+            for name, window in COMMON_WINDOWS.items()
+        ),
+        *(window_perturbation(*window) for window in extra_windows),
+    ]
+    return [
+        *windows,
+        *(Perturbation(f"spacing_{mm:g}mm", "spacing", spacing=mm) for mm in SPACINGS_MM),
+        *(
+            Perturbation(f"input_{codes.lower()}", "orientation", input_orientation=codes)
+            for codes in INPUT_ORIENTATIONS
+        ),
+        *(Perturbation(f"flip_{name}", "flip", flip=axis) for name, axis in FLIP_AXES.items()),
+    ]
+
+
+def select(perturbations: Sequence[Perturbation], names: str) -> list[Perturbation]:
+    """The perturbations named in a comma-separated list of names or kinds ("all": every one).
+
+    Raises:
+        ValueError: For a name that is neither a perturbation nor a kind; lists the known ones.
+    """
+    wanted = [item.strip() for item in names.split(",") if item.strip()]
+    if not wanted or wanted == ["all"]:
+        return list(perturbations)
+    known = {item.name for item in perturbations} | {item.kind for item in perturbations}
+    unknown = [item for item in wanted if item not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown perturbation {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    return [item for item in perturbations if item.name in wanted or item.kind in wanted]
+
+
+def standardise(
+    source: MetaTensor, profile: PreprocessingProfile, perturbation: Perturbation | None = None
+) -> MetaTensor:
+    """A scan as the encoder sees it: through the model's profile, perturbed or not.
+
+    Args:
+        source: The scan as read (`data.readers.read_scan`), in HU.
+        profile: The model's own profile.
+        perturbation: What to change; None for the unperturbed way.
+    """
+    from monai.transforms.spatial.array import Flip, Orientation
+
+    if perturbation is not None and perturbation.input_orientation is not None:
+        reorient = Orientation(axcodes=perturbation.input_orientation, labels=None)
+        source = cast("MetaTensor", reorient(source))
+    applied = profile if perturbation is None else perturbation.profile(profile)
+    volume, _ = applied.apply(source)
+    if perturbation is not None and perturbation.flip is not None:
+        axis = next(
+            index for index, letter in enumerate(applied.orientation) if letter in perturbation.flip
+        )
+        volume = cast("MetaTensor", Flip(spatial_axis=axis)(volume))
+    return volume
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """What `measure` found: the scans, each perturbation's cosines and the orientation check."""
+
+    scans: list[dict[str, Any]]
+    """Each scan's path, content SHA-256, shape and spacing as read, and standardised shape."""
+
+    perturbations: list[dict[str, Any]]
+    """Per perturbation: name, kind, parameters, mean and minimum cosine, per-scan rows."""
+
+    orientation_identical: bool | None
+    """Whether every orientation perturbation gave the unperturbed voxels (None: not measured)."""
+
+    embedding_dim: int
+    """Length of the embeddings compared."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddingSettings:
+    """How whole scans are embedded (`data.embed.embed_volume`'s sliding windows)."""
+
+    roi_size: tuple[int, int, int] = (96, 96, 96)
+    overlap: float = 0.5
+    sw_batch_size: int = 2
+    precision: str = "fp32"
+    device: str = "cpu"
+
+
+def measure(
+    encoder: nn.Module,
+    profile: PreprocessingProfile,
+    scans: Sequence[str | os.PathLike[str]],
+    perturbations: Sequence[Perturbation],
+    settings: EmbeddingSettings = EmbeddingSettings(),
+    on_scan: Callable[[str], None] | None = None,
+) -> Measurement:
+    """Embeds every scan unperturbed and under every perturbation, and compares them.
+
+    Args:
+        encoder: See `data.embed.embed_volume`.
+        profile: The model's own preprocessing profile.
+        scans: The scans (files or DICOM folders).
+        perturbations: What to change (`default_perturbations`).
+        settings: The sliding windows.
+        on_scan: Called with each scan's path before it is read (progress).
+
+    Returns:
+        The measured part of a robustness record.
+
+    Raises:
+        ScanReadError: Naming the first scan that cannot be read.
+    """
+    import torch
+
+    from eva_coralbay.data.embed import embed_volume
+    from eva_coralbay.data.readers import read_scan
+    from eva_coralbay.data.scans import content_hash
+
+    def embedding(volume: torch.Tensor, applied: PreprocessingProfile) -> torch.Tensor:
+        return embed_volume(
+            encoder,
+            volume,
+            roi_size=settings.roi_size,
+            overlap=settings.overlap,
+            sw_batch_size=settings.sw_batch_size,
+            # Air lands at the window's low end: what a window pads with.
+            pad_value=applied.output_range[0],
+            precision=settings.precision,
+            device=settings.device,
+        ).double()
+
+    scan_facts: list[dict[str, Any]] = []
+    embedding_dim = 0
+    per_scan: dict[str, list[dict[str, Any]]] = {item.name: [] for item in perturbations}
+    for scan in scans:
+        if on_scan is not None:
+            on_scan(str(scan))
+        source = read_scan(scan)
+        reference_volume = standardise(source, profile)
+        reference = embedding(reference_volume, profile)
+        embedding_dim = int(reference.numel())
+        scan_facts.append(
+            {
+                "scan": str(scan),
+                "content_sha256": content_hash(scan),
+                "source_shape": [int(size) for size in source.shape[1:]],
+                "source_spacing": [float(value) for value in source.meta["spacing"]],
+                "shape": [int(size) for size in reference_volume.shape[1:]],
+            }
+        )
+        for item in perturbations:
+            volume = standardise(source, profile, item)
+            perturbed = embedding(volume, item.profile(profile))
+            cosine = torch.nn.functional.cosine_similarity(reference, perturbed, dim=0)
+            row: dict[str, Any] = {"scan": str(scan), "cosine": _clamped(float(cosine))}
+            if item.kind == "orientation":
+                # The profile reorients every input to its own axes: the voxels must not move.
+                same_grid = tuple(volume.shape) == tuple(reference_volume.shape)
+                row["identical_after_profile"] = same_grid and bool(
+                    torch.equal(volume.as_tensor(), reference_volume.as_tensor())
+                )
+                row["max_abs_voxel_difference"] = (
+                    float((volume.as_tensor() - reference_volume.as_tensor()).abs().max())
+                    if same_grid
+                    else None
+                )
+            per_scan[item.name].append(row)
+    results = []
+    for item in perturbations:
+        cosines = [row["cosine"] for row in per_scan[item.name]]
+        results.append(
+            {
+                "name": item.name,
+                "kind": item.kind,
+                "parameters": item.parameters(),
+                "mean_cosine": math.fsum(cosines) / len(cosines) if cosines else None,
+                "min_cosine": min(cosines) if cosines else None,
+                "per_scan": per_scan[item.name],
+            }
+        )
+    orientation_rows = [
+        row for item in perturbations if item.kind == "orientation" for row in per_scan[item.name]
+    ]
+    return Measurement(
+        scans=scan_facts,
+        perturbations=results,
+        orientation_identical=(
+            all(row["identical_after_profile"] for row in orientation_rows)
+            if orientation_rows
+            else None
+        ),
+        embedding_dim=embedding_dim,
+    )
+
+
+def _clamped(cosine: float) -> float:
+    """A cosine in [-1, 1]: float rounding may put an identical pair a hair above 1."""
+    return min(max(cosine, -1.0), 1.0)
+
+
+def build_record(
+    measured: Measurement,
+    *,
+    model: str,
+    checkpoint: str | None,
+    checkpoint_sha256: str,
+    profile: PreprocessingProfile,
+    settings: EmbeddingSettings,
+    task: Mapping[str, str] | None = None,
+    date: datetime.date | None = None,
+) -> dict[str, Any]:
+    """A complete robustness record: `measure`'s results and what they were measured with.
+
+    Args:
+        measured: What `measure` returned.
+        model: The registry name.
+        checkpoint: The weights given instead of the model's own (path or id), or None.
+        checkpoint_sha256: `data.embed.weights_hash` of the encoder as loaded.
+        profile: The model's own profile.
+        settings: The sliding windows.
+        task: `{"id", "split"}` when the scans are a task's, else None.
+        date: The day of the measurement (today by default).
+    """
+    return {
+        "record_type": RECORD_TYPE,
+        "schema_version": SCHEMA_VERSION,
+        "date": (date or datetime.date.today()).isoformat(),
+        "model": model,
+        "checkpoint": checkpoint,
+        "checkpoint_sha256": checkpoint_sha256,
+        "profile": profile.to_dict(),
+        "embedding": {
+            "dim": measured.embedding_dim,
+            "roi_size": [int(size) for size in settings.roi_size],
+            "overlap": float(settings.overlap),
+            "precision": settings.precision,
+        },
+        "task": dict(task) if task is not None else None,
+        "versions": versions(),
+        "scans": measured.scans,
+        "perturbations": measured.perturbations,
+        "orientation_identical": measured.orientation_identical,
+    }
+
+
+def versions() -> dict[str, str | None]:
+    """The installed versions of the packages a robustness number depends on."""
+    found: dict[str, str | None] = {}
+    for package in ("eva-coralbay", "kaiko-eva", "torch", "monai"):
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+@functools.cache
+def load_schema() -> dict[str, Any]:
+    """Returns the robustness record's JSON Schema."""
+    text = (
+        resources.files("eva_coralbay.evaluation").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    )
+    return json.loads(text)
+
+
+def record_problems(candidate: Any) -> list[str]:
+    """Every way `candidate` violates the schema, as `<JSON path>: <message>`; [] when valid."""
+    import jsonschema.validators
+
+    document = load_schema()
+    validator_class = jsonschema.validators.validator_for(document)
+    validator_class.check_schema(document)
+    return [
+        f"{error.json_path}: {error.message}"
+        for error in validator_class(document).iter_errors(candidate)
+    ]
+
+
+def write_record(candidate: Mapping[str, Any], path: str | os.PathLike[str]) -> pathlib.Path:
+    """Validates a robustness record and writes it atomically as canonical JSON.
+
+    Raises:
+        ValueError: Listing every schema violation (nothing is written).
+    """
+    problems = record_problems(candidate)
+    if problems:
+        raise ValueError(
+            "invalid robustness record:\n" + "\n".join(f"  - {problem}" for problem in problems)
+        )
+    target = pathlib.Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(candidate, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    _io.atomic_write_text(target, text)
+    return target
+
+
+def read_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Reads and validates a robustness record.
+
+    Raises:
+        ValueError: When the file is not valid JSON or not a valid record (naming the file).
+    """
+    try:
+        candidate = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: cannot read a robustness record ({error})") from None
+    problems = record_problems(candidate)
+    if problems:
+        raise ValueError(f"{path}: invalid robustness record: " + "; ".join(problems))
+    return candidate
+
+
+def task_scans(task_id: str, data_root: str | os.PathLike[str], split: str = "val") -> list[str]:
+    """The scans of a segmentation task's split, as its adapter finds them under `data_root`.
+
+    Raises:
+        ValueError: For a task without whole scans (a probe on patches or MedMNIST volumes) or
+            an unknown task id.
+    """
+    from eva_coralbay import tasks
+    from eva_coralbay.data import adapters
+
+    benchmark = tasks.CATALOGUE.get(task_id)
+    if benchmark is None:
+        raise ValueError(f"unknown task {task_id!r}; known: {', '.join(tasks.CATALOGUE)}")
+    if benchmark.synthetic:
+        adapter = adapters.DecathlonFormat  # the demo's phantoms are written in that layout
+    elif benchmark.type == "segmentation" and benchmark.adapter is not None:
+        adapter = adapters.adapter_by_name(benchmark.adapter)
+    else:
+        raise ValueError(
+            f"task {task_id!r} has no whole CT scans to perturb (its samples are patches or "
+            "pre-cropped volumes); give the scans with --data instead"
+        )
+    dataset = adapter(root=str(data_root), split=split, profile=None, allow_incomplete=True)
+    dataset.configure()
+    scans = [str(case.image) for case in dataset.cases]
+    if not scans:
+        raise ValueError(f"task {task_id!r}: no {split} scans found under {data_root}")
+    return scans
