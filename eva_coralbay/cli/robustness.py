@@ -99,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         perturbations = robustness.select(
             robustness.default_perturbations(profile, windows), args.perturbations
         )
+        # coralbay embed's embedder checks the window settings, picks the device and moves
+        # the encoder there, before any scan is read.
         embedder = embed.ScanEmbedder(
             encoder,
             profile,
