@@ -73,7 +73,11 @@ def register(subparsers: Any) -> None:
         "--slurm-option", action="append", default=[], metavar="KEY=VALUE", help="any sbatch option"
     )
     parser.add_argument("--submit", action="store_true", help="submit finished tasks and build")
-    parser.add_argument("--leaderboard-root", type=pathlib.Path, help="where --submit writes")
+    parser.add_argument(
+        "--leaderboard-root",
+        type=pathlib.Path,
+        help="where --submit writes; its tasks.yaml adds tasks of your own to --tasks",
+    )
     parser.add_argument(
         "--model-card",
         type=pathlib.Path,
@@ -147,6 +151,7 @@ def _plan(args: argparse.Namespace) -> tuple[list[Any], Any]:
     import difflib
 
     from eva_coralbay import demo
+    from eva_coralbay.leaderboard import LeaderboardError, Registry, paths
     from eva_coralbay.models import preprocessing
     from eva_coralbay.sweeps import plan as planning
 
@@ -171,7 +176,12 @@ def _plan(args: argparse.Namespace) -> tuple[list[Any], Any]:
         if not separator or not task_id or not path:
             raise planning.PlanError(f"--data {item!r}: expected TASK=PATH")
         data[task_id] = pathlib.Path(path)
-    selected = planning.select_tasks(args.tasks)
+    # The leaderboard's tasks: the built-in ones plus those its tasks.yaml declares.
+    try:
+        registry = Registry.for_root(args.leaderboard_root or paths.default_root())
+    except LeaderboardError as error:
+        raise planning.PlanError(str(error)) from None
+    selected = planning.select_tasks(args.tasks, registry)
     jobs = planning.plan(
         model,
         selected,
@@ -182,6 +192,7 @@ def _plan(args: argparse.Namespace) -> tuple[list[Any], Any]:
         runs=args.runs,
         assignments=args.set,
         train_cases=planning.parse_train_cases(args.train_cases),
+        registry=registry,
     )
     return jobs, model
 
