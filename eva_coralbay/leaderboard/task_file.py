@@ -13,6 +13,8 @@ from eva_coralbay.leaderboard.errors import LeaderboardError
 from eva_coralbay.tasks import Benchmark
 
 if TYPE_CHECKING:
+    from jsonschema import ValidationError
+
     from eva_coralbay.leaderboard.tasks import Registry
 
 FILENAME = "tasks.yaml"
@@ -75,6 +77,15 @@ def _line(node: yaml.Node, location: Sequence[str | int]) -> int:
     return node.start_mark.line + 1
 
 
+def _location(error: ValidationError) -> list[str | int]:
+    """Where a schema error is: an unexpected key's own line rather than its mapping's."""
+    location: list[str | int] = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+        location += [key for key in error.instance if key not in known][:1]
+    return location
+
+
 def read(path: pathlib.Path, builtin: Registry) -> tuple[Benchmark, ...]:
     """The tasks `path` declares, in file order; () when there is no such file.
 
@@ -89,7 +100,7 @@ def read(path: pathlib.Path, builtin: Registry) -> tuple[Benchmark, ...]:
         return ()
     document, node = _parse(path)
     problems = [
-        (_line(node, list(error.absolute_path)), f"{error.json_path}: {error.message}")
+        (_line(node, _location(error)), f"{error.json_path}: {error.message}")
         for error in schema.validator(SCHEMA_FILE).iter_errors(document)
     ]
     if not problems:
