@@ -35,12 +35,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 
 from benchmarks import machine
+
+if TYPE_CHECKING:
+    from eva_coralbay.leaderboard.tasks import Task
 
 N_MODELS = 1000
 N_TASKS = 30
@@ -52,33 +55,36 @@ INDEX_GOAL_BYTES, INTERACTIVE_GOAL_S = 2_000_000, 1.0
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
 
 
-def register_benchmark_tasks() -> list[str]:
-    """Registers `bench_task_NN` until there are N_TASKS tasks; returns the board's task ids."""
-    from eva_coralbay.leaderboard import tasks
+def declare_benchmark_tasks(root: pathlib.Path) -> list[str]:
+    """Declares `bench_task_NN` in `root`'s tasks.yaml up to N_TASKS tasks; returns the ids.
 
-    real = [task.id for task in tasks.TASKS.values() if not task.synthetic]
-    for number in range(N_TASKS - len(real)):
-        task_id = f"bench_task_{number:02d}"
-        tasks.TASKS.setdefault(
-            task_id,
-            tasks.Task(
-                id=task_id,
-                display_name=f"Bench {number:02d}",
-                type="segmentation",
-                metric="dice",
-                eva_metric="DiceScore",
-                citation="benchmark",
-                url="https://example.org",
-                image_sources=(task_id,),
-            ),
-        )
-    return [task.id for task in tasks.TASKS.values() if not task.synthetic][:N_TASKS]
+    The board's own tasks, as a private leaderboard declares them: the built-in real tasks
+    first, then made-up segmentation tasks.
+    """
+    from eva_coralbay.leaderboard import task_file, tasks
+
+    real = [task.id for task in tasks.builtin_registry() if not task.synthetic]
+    declared = [
+        {
+            "id": f"bench_task_{number:02d}",
+            "name": f"Bench {number:02d}",
+            "type": "segmentation",
+            "classes": ["background", "organ"],
+            "image_sources": [f"bench_task_{number:02d}"],
+            "citation": "benchmark",
+            "url": "https://example.org",
+        }
+        for number in range(N_TASKS - len(real))
+    ]
+    root.mkdir(parents=True, exist_ok=True)
+    if declared:
+        (root / task_file.FILENAME).write_text(task_file.dump(declared))
+    return (real + [str(entry["id"]) for entry in declared])[:N_TASKS]
 
 
-def _record(model: int, task_id: str, mean: float, per_case: tuple[str, str] | None) -> dict:
-    from eva_coralbay.leaderboard import schema, tasks
+def _record(model: int, task: Task, mean: float, per_case: tuple[str, str] | None) -> dict:
+    from eva_coralbay.leaderboard import schema
 
-    task = tasks.TASKS[task_id]
     values = [min(1.0, max(0.0, mean + 0.004 * math.sin(run + model))) for run in range(5)]
     average, stdev = schema.mean_and_stdev(values)
     stage = "test" if task.type == "classification" else "val"
@@ -93,7 +99,7 @@ def _record(model: int, task_id: str, mean: float, per_case: tuple[str, str] | N
         "pretraining_datasets": ["btcv", "totalsegmentator"] if model % 3 == 0 else None,
         "weights_source": None,
         "weights_sha256": None,
-        "task_id": task_id,
+        "task_id": task.id,
         "metric": task.metric,
         "eva_metric_key": f"{stage}/{task.eva_metric}",
         "stage": stage,
@@ -106,20 +112,27 @@ def _record(model: int, task_id: str, mean: float, per_case: tuple[str, str] | N
         "plugin_version": "0.1.0",
         "torch_version": "2.6.0",
         "torchmetrics_version": "1.8.2",
-        "protocol_hash": f"{hash(task_id) % 16**8:08x}" * 8,
+        "protocol_hash": f"{hash(task.id) % 16**8:08x}" * 8,
         "run_id": f"20261127-000000000000_{model:08x}",
         "source": None,
         "date": "2026-11-27",
     }
 
 
-def make_board(root: pathlib.Path, task_ids: list[str], *, per_case: bool) -> None:
-    """Writes N_MODELS x task_ids submissions (and per-case files for the top models)."""
+def make_board(root: pathlib.Path, *, per_case: bool) -> list[str]:
+    """Writes N_MODELS x N_TASKS submissions (and per-case files for the top models).
+
+    Returns:
+        The board's task ids (its tasks.yaml declares those that are not built in).
+    """
     import pandas as pd
 
     from eva_coralbay import _io
     from eva_coralbay.leaderboard import schema
+    from eva_coralbay.leaderboard.tasks import Registry
 
+    task_ids = declare_benchmark_tasks(root)
+    registry = Registry.for_root(root)
     generator = np.random.default_rng(0)
     quality = generator.normal(0.0, 0.05, N_MODELS)
     difficulty = generator.uniform(0.55, 0.9, len(task_ids))
@@ -149,8 +162,9 @@ def make_board(root: pathlib.Path, task_ids: list[str], *, per_case: bool) -> No
                 (folder / "per_case").mkdir(exist_ok=True)
                 scratch.rename(folder / "per_case" / f"{sha}.parquet")
                 reference = (f"per_case/{sha}.parquet", sha)
-            record = _record(model, task_id, mean, reference)
+            record = _record(model, registry.get(task_id), mean, reference)
             (folder / f"{task_id}.json").write_bytes(schema.dump_record(record))
+    return task_ids
 
 
 def _session(folder: pathlib.Path, value: float, per_case: bool) -> pathlib.Path:
@@ -302,21 +316,25 @@ def _per_record_validation(
     from eva_coralbay.leaderboard import schema, table_validation
     from eva_coralbay.leaderboard.store import Store
 
-    records = [json.loads(path.read_bytes()) for path in Store(root).entry_paths()]
-    schema.record_problems(records[0])  # the validator's import and compilation, once
-    one_by_one = _median_time(lambda: [schema.record_problems(r) for r in records], 1)
-    screened = _median_time(lambda: table_validation.screen(records), 3)
+    store = Store(root)
+    records = [json.loads(path.read_bytes()) for path in store.entry_paths()]
+    registry = store.registry
+    schema.record_problems(records[0], registry)  # the validator's import and compilation, once
+    one_by_one = _median_time(lambda: [schema.record_problems(r, registry) for r in records], 1)
+    screened = _median_time(lambda: table_validation.screen(records, registry), 3)
     return one_by_one, screened
 
 
 def _add_model(root: pathlib.Path, number: int, task_ids: list[str]) -> None:
     """Writes one more model's submissions on every task (a middling model)."""
     from eva_coralbay.leaderboard import schema
+    from eva_coralbay.leaderboard.tasks import Registry
 
+    registry = Registry.for_root(root)
     folder = root / "submissions" / f"model_{number:04d}"
     folder.mkdir(parents=True)
     for column, task_id in enumerate(task_ids):
-        record = _record(number, task_id, 0.7 + 0.003 * column, None)
+        record = _record(number, registry.get(task_id), 0.7 + 0.003 * column, None)
         (folder / f"{task_id}.json").write_bytes(schema.dump_record(record))
 
 
@@ -419,21 +437,17 @@ def _interactive(
 
 def main() -> None:
     """Runs the leaderboard benchmark and prints its table."""
-    task_ids = register_benchmark_tasks()
     from eva_coralbay.leaderboard import build
     from eva_coralbay.leaderboard.submit import submit_run
 
     load_before = os.getloadavg()[0]
-    driver = (
-        "import sys; from benchmarks.leaderboard import register_benchmark_tasks as r; r(); "
-        "from eva_coralbay import cli; sys.exit(cli.main(sys.argv[1:]))"
-    )
+    driver = "import sys; from eva_coralbay import cli; sys.exit(cli.main(sys.argv[1:]))"
     rows: list[tuple[str, float, float, str]] = []
     with tempfile.TemporaryDirectory() as scratch:
         base = pathlib.Path(scratch)
         plain, with_cases = base / "plain", base / "per_case"
-        make_board(plain, task_ids, per_case=False)
-        make_board(with_cases, task_ids, per_case=True)
+        task_ids = make_board(plain, per_case=False)
+        make_board(with_cases, per_case=True)
         build.build(plain)  # warm the page cache and imports once
 
         walls, cpus = _timings(lambda: build.build(plain), 5)

@@ -14,6 +14,7 @@ import pytest
 from eva_coralbay import cli, demo
 from eva_coralbay.cli import evaluate as cli_evaluate
 from eva_coralbay.data.synthetic import layouts
+from eva_coralbay.leaderboard import Registry
 from eva_coralbay.leaderboard.store import Store
 from tests import hang_guard
 
@@ -38,9 +39,12 @@ def test_plan_uses_the_shipped_configs_and_commands(tmp_path: pathlib.Path) -> N
     assert commands[1] == ["eva_coralbay.cli", "export"]
     evaluations = [step for step in steps if step.command[3] == "evaluate"]
     assert len(evaluations) == 2 and len(steps) == 4
-    # Each evaluation is `coralbay evaluate`: the jobs it plans are the shipped configs.
+    # Each evaluation is `coralbay evaluate`: the jobs it plans are the shipped configs, for the
+    # phantom tasks that the step declares in its leaderboard's tasks.yaml first.
     jobs = []
     for step in evaluations:
+        assert step.before is not None
+        step.before()  # as run_steps does
         arguments = cli.build_parser().parse_args(step.command[3:])
         assert arguments.submit and arguments.model_card is not None
         jobs += cli_evaluate._plan(arguments)[0]
@@ -49,6 +53,10 @@ def test_plan_uses_the_shipped_configs_and_commands(tmp_path: pathlib.Path) -> N
         for name in ("radiology/coralbay", "radiology/coralbay_random")
         for task in TASKS
     )
+    registry = Registry.for_root(tmp_path / "out" / "leaderboard")
+    assert [task.id for task in registry.declared()] == list(TASKS)
+    assert all(task.synthetic for task in registry.declared())
+    assert registry.get(demo.PHANTOM_ORGANS_TASK).eva_metric == "MulticlassAccuracy"
     for job in jobs:
         assert job.config.is_file() and job.config.is_relative_to(REPOSITORY / "configs")
         assert job.env["DATA_ROOT"] == str(dataset.root)

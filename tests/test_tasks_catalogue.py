@@ -47,7 +47,7 @@ def test_adapters_read_their_facts_from_the_record(
 
 def test_the_leaderboard_and_the_configs_read_the_records() -> None:
     for record in tasks.BENCHMARKS:
-        task = leaderboard_tasks.get_task(record.id)
+        task = leaderboard_tasks.builtin_registry().get(record.id)
         assert (task.display_name, task.url, task.citation) == (
             record.display_name,
             record.homepage,

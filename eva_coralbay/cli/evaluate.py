@@ -80,7 +80,11 @@ def register(subparsers: Any) -> None:
         "--slurm-option", action="append", default=[], metavar="KEY=VALUE", help="any sbatch option"
     )
     parser.add_argument("--submit", action="store_true", help="submit finished tasks and build")
-    parser.add_argument("--leaderboard-root", type=pathlib.Path, help="where --submit writes")
+    parser.add_argument(
+        "--leaderboard-root",
+        type=pathlib.Path,
+        help="where --submit writes; its tasks.yaml adds tasks of your own to --tasks",
+    )
     parser.add_argument(
         "--model-card",
         type=pathlib.Path,
@@ -154,6 +158,7 @@ def _plan(args: argparse.Namespace) -> tuple[list[Any], Any]:
     import difflib
 
     from eva_coralbay import demo
+    from eva_coralbay.leaderboard import LeaderboardError, Registry, paths
     from eva_coralbay.models import preprocessing
     from eva_coralbay.sweeps import plan as planning
 
@@ -178,7 +183,12 @@ def _plan(args: argparse.Namespace) -> tuple[list[Any], Any]:
         if not separator or not task_id or not path:
             raise planning.PlanError(f"--data {item!r}: expected TASK=PATH")
         data[task_id] = pathlib.Path(path)
-    selected = planning.select_tasks(args.tasks)
+    # The leaderboard's tasks: the built-in ones plus those its tasks.yaml declares.
+    try:
+        registry = Registry.for_root(args.leaderboard_root or paths.default_root())
+    except LeaderboardError as error:
+        raise planning.PlanError(str(error)) from None
+    selected = planning.select_tasks(args.tasks, registry)
     jobs = planning.plan(
         model,
         selected,
@@ -192,6 +202,7 @@ def _plan(args: argparse.Namespace) -> tuple[list[Any], Any]:
         train_samples_per_class=planning.parse_train_cases(
             args.train_samples_per_class, "--train-samples-per-class"
         ),
+        registry=registry,
     )
     return jobs, model
 

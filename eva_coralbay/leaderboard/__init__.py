@@ -8,15 +8,15 @@ registry and the schema; the builders are imported by what uses them.
 from eva_coralbay.leaderboard.errors import LeaderboardError
 from eva_coralbay.leaderboard.metrics import METRICS, Metric, get_metric
 from eva_coralbay.leaderboard.schema import SCHEMA_VERSION
-from eva_coralbay.leaderboard.tasks import TASKS, Task, get_task
+from eva_coralbay.leaderboard.tasks import Registry, Task, builtin_registry
 
 __all__ = [
     "METRICS",
     "SCHEMA_VERSION",
-    "TASKS",
     "LeaderboardError",
     "Metric",
+    "Registry",
     "Task",
+    "builtin_registry",
     "get_metric",
-    "get_task",
 ]

@@ -62,6 +62,9 @@ class Board:
     entries: pd.DataFrame
     """One row per entry (`ENTRY_COLUMNS`), by task then leaderboard order."""
 
+    registry: tasks.Registry
+    """Every task the leaderboard knows (the built-in ones and its tasks.yaml's)."""
+
     case_scores: dict[tuple[str, str], pd.DataFrame] = dataclasses.field(default_factory=dict)
     """The case x class scores of every entry with a per-case file, by (model id, task id)."""
 
@@ -84,14 +87,16 @@ def _model_details(frame: pd.DataFrame) -> pd.DataFrame:
     return known.astype(object).where(known.notna(), None)
 
 
-def _contamination(models: pd.DataFrame, board_tasks: Sequence[tasks.Task]) -> pd.DataFrame:
+def _contamination(
+    models: pd.DataFrame, board_tasks: Sequence[tasks.Task], registry: tasks.Registry
+) -> pd.DataFrame:
     """Model x task: True (saw the task's images), False, or None (pretraining undeclared)."""
     flags_of: dict[Any, list[bool | None]] = {None: [None] * len(board_tasks)}
     rows = []
     for pretraining in models["pretraining_datasets"]:
         if pretraining not in flags_of:
             flags_of[pretraining] = [
-                tasks.is_contaminated(task, pretraining) for task in board_tasks
+                registry.is_contaminated(task, pretraining) for task in board_tasks
             ]
         rows.append(flags_of[pretraining])
     return pd.DataFrame(
@@ -104,7 +109,7 @@ def aggregate(records: Sequence[dict[str, Any]], store: Store) -> Board:
 
     Args:
         records: The current entries.
-        store: The leaderboard folder (for per-case score files).
+        store: The leaderboard folder (its tasks, and its per-case score files).
 
     Raises:
         LeaderboardError: When a model's entries disagree on its details, or a per-case file
@@ -112,7 +117,8 @@ def aggregate(records: Sequence[dict[str, Any]], store: Store) -> Board:
     """
     frame = pd.DataFrame.from_records(list(records), columns=list(load_columns()))
     present = set(frame["task_id"].unique())
-    board_tasks = [task for task in tasks.TASKS.values() if task.id in present]
+    registry = store.registry
+    board_tasks = [task for task in registry if task.id in present]
     scored = [task for task in board_tasks if not task.synthetic] or board_tasks
     models = _model_details(frame)
     means = frame.pivot(index="model_id", columns="task_id", values="mean")
@@ -122,7 +128,7 @@ def aggregate(records: Sequence[dict[str, Any]], store: Store) -> Board:
     )
     signed = means.astype(float) * signs
     ranks = signed.rank(axis=0, ascending=False, method="average")
-    contamination = _contamination(models, board_tasks)
+    contamination = _contamination(models, board_tasks, registry)
     models = models.join(_overall(models, signed * signs, ranks, contamination, scored))
     models = models.sort_values(
         ["n_tasks", "mean_rank", "mean_all"], ascending=[False, True, False], kind="stable"
@@ -133,8 +139,8 @@ def aggregate(records: Sequence[dict[str, Any]], store: Store) -> Board:
     best_value = entries["task_id"].map(signed.max(axis=0))
     entries["best"] = (entries["mean"].astype(float) * entries["task_id"].map(signs)).eq(best_value)
     scores = _case_scores(entries, store)
-    entries = _ties(entries, signed.idxmax(axis=0), scores)
-    return Board(board_tasks, scored, models, entries.loc[:, list(ENTRY_COLUMNS)], scores)
+    entries = _ties(entries, signed.idxmax(axis=0), scores, registry)
+    return Board(board_tasks, scored, models, entries.loc[:, list(ENTRY_COLUMNS)], registry, scores)
 
 
 def _overall(
@@ -212,6 +218,7 @@ def _ties(
     frame: pd.DataFrame,
     best_model: pd.Series,
     scores: dict[tuple[str, str], pd.DataFrame],
+    registry: tasks.Registry,
 ) -> pd.DataFrame:
     """Adds `tied_with_best` and `p_value_vs_best` from the per-case scores."""
     results = []
@@ -222,7 +229,7 @@ def _ties(
         best = str(best_model.at[task_id])
         if best not in task_scores or len(task_scores) < 2:
             continue
-        metric = tasks.get_task(str(task_id)).metric_spec
+        metric = registry.get(str(task_id)).metric_spec
         results.append(
             stats.ties_with_best(str(task_id), metric, best, task_scores).assign(task_id=task_id)
         )

@@ -229,11 +229,16 @@ def dataset_class_paths(config: Mapping[str, Any]) -> list[str]:
     return sorted(paths)
 
 
-def infer_task(run: EvaRun) -> str:
+def infer_task(run: EvaRun, registry: tasks.Registry) -> str:
     """Infers the task from the config's dataset classes, else from the output folder name.
 
-    The plugin's configs default OUTPUT_ROOT to `logs/<model>/<task id>`, so the folder above
-    the session is the task id when nothing in the config identifies the task.
+    The plugin's configs default OUTPUT_ROOT to `logs/<model>/<task id>` (`TASK_ID` for the
+    DecathlonFormat configs), so the folder above the session is the task id when nothing in
+    the config identifies the task.
+
+    Args:
+        run: The eva session.
+        registry: The tasks of the leaderboard it is submitted to.
 
     Raises:
         LeaderboardError: When the task cannot be told; pass `--task`.
@@ -242,7 +247,7 @@ def infer_task(run: EvaRun) -> str:
         {
             task
             for path in dataset_class_paths(run.config)
-            if (task := tasks.task_for_dataset_class(path))
+            if (task := registry.for_dataset_class(path))
         }
     )
     if len(found) == 1:
@@ -253,7 +258,7 @@ def infer_task(run: EvaRun) -> str:
             "pass --task"
         )
     folder = run.results_path.parent.parent.name
-    if folder in tasks.TASKS:
+    if folder in registry:
         return folder
     raise LeaderboardError(
         f"{run.config_path}: no dataset class of a registered task "

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from eva_coralbay.leaderboard import ids, schema, table_validation
+from eva_coralbay.leaderboard import ids, schema, table_validation, tasks
 from eva_coralbay.leaderboard.store import HISTORY, PER_CASE, Store
 
 
@@ -145,10 +145,13 @@ def _parse(paths: list[str], problems: list[str]) -> list[tuple[int, Any, bytes]
 
 
 def _checked(
-    parsed: list[tuple[int, Any, bytes]], paths: list[str], problems: list[str]
+    parsed: list[tuple[int, Any, bytes]],
+    paths: list[str],
+    problems: list[str],
+    registry: tasks.Registry,
 ) -> list[tuple[int, dict[str, Any]]]:
     """The valid records among `parsed`; a problem for each invalid one."""
-    flagged = table_validation.screen([record for _, record, _ in parsed])
+    flagged = table_validation.screen([record for _, record, _ in parsed], registry)
     records = [(position, record) for position, record, _ in parsed]
     invalid = set()
     for index in np.flatnonzero(flagged):
@@ -157,7 +160,7 @@ def _checked(
         # standard library's reading.
         record = _DECODER.decode(data.decode("utf-8"))
         records[index] = (position, record)
-        found = schema.record_problems(record)
+        found = schema.record_problems(record, registry)
         if found:
             invalid.add(int(index))
             problems.append(
@@ -169,6 +172,7 @@ def _checked(
 def load(store: Store) -> Loaded:
     """Reads and checks every record under `store` (not the per-case files' contents).
 
+    Records are checked against the store's tasks (the built-in ones and its tasks.yaml).
     Besides each record's own validity: an entry's file must be `<model_id>/<task_id>.json`,
     a history record's `<model_id>/history/<task_id>/<NNNN>.json`.
     """
@@ -181,7 +185,7 @@ def _load(store: Store) -> Loaded:
     entry_files, history_files, per_case_files = _scan(store, problems)
     paths = [path for _, _, path in entry_files]
     entries, entry_paths = [], []
-    for position, record in _checked(_parse(paths, problems), paths, problems):
+    for position, record in _checked(_parse(paths, problems), paths, problems, store.registry):
         model_folder, task_file, path = entry_files[position]
         if record["model_id"] != model_folder or record["task_id"] != task_file:
             problems.append(
@@ -193,7 +197,9 @@ def _load(store: Store) -> Loaded:
         entry_paths.append(path)
     history = []
     history_paths = [str(path) for path in history_files]
-    for position, record in _checked(_parse(history_paths, problems), history_paths, problems):
+    for position, record in _checked(
+        _parse(history_paths, problems), history_paths, problems, store.registry
+    ):
         path = history_files[position]
         model_id, task_id = path.parents[2].name, path.parent.name
         if (record["model_id"], record["task_id"]) != (

@@ -195,12 +195,11 @@ def _superseded(
         )
     )
     order = {model: position for position, model in enumerate(board.models.index)}
-    task_order = {task_id: position for position, task_id in enumerate(tasks.TASKS)}
     ordered = sorted(
         history,
         key=lambda item: (
             order.get(item[1]["model_id"], len(order)),
-            task_order[item[1]["task_id"]],
+            board.registry.position(item[1]["task_id"]),
             item[0].name,
         ),
     )
@@ -213,7 +212,7 @@ def _superseded(
     rows = [
         [
             _escape(str(names.get(record["model_id"], record["model_id"]))),
-            _escape(tasks.TASKS[record["task_id"]].display_name),
+            _escape(board.registry.get(record["task_id"]).display_name),
             old_cell if record["kind"] == "reported" else f"{old_cell} (run {record['run_id']})",
             current.get((record["model_id"], record["task_id"]), MISSING),
         ]
@@ -271,7 +270,7 @@ def _tasks_table(board: Board) -> str:
             task.type,
             METRICS[task.metric].display_name + f" (eva `{task.eva_metric}`)",
             ", ".join(task.image_sources),
-            f"[{_escape(task.citation)}]({task.url})",
+            f"[{_escape(task.citation)}]({task.url})" if task.url else _escape(task.citation),
         ]
         for task in board.tasks
     ]

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from eva_coralbay import tasks as catalogue
 from eva_coralbay.leaderboard import render_markdown, render_sizes, stats, tasks
 from eva_coralbay.leaderboard.aggregate import Board
 from eva_coralbay.leaderboard.metrics import METRICS
@@ -301,7 +300,8 @@ def _intervals(board: Board) -> dict[tuple[str, str], tuple[float, float]]:
         by_task.setdefault(task, {})[model] = table
     found = {}
     for task_id, scores in sorted(by_task.items()):
-        frame = stats.bootstrap_intervals(task_id, tasks.get_task(task_id).metric_spec, scores)
+        metric = board.registry.get(task_id).metric_spec
+        frame = stats.bootstrap_intervals(task_id, metric, scores)
         for model, low, high in frame.itertuples(index=False):
             found[(str(model), task_id)] = (float(low), float(high))
     return found
@@ -320,7 +320,7 @@ def _contamination_by_task(board: Board) -> dict[str, list[bool | None]]:
             continue
         key = tuple(map(str, pretraining))
         if key not in flags_of:
-            flags_of[key] = [tasks.is_contaminated(task, key) for task in board.tasks]
+            flags_of[key] = [board.registry.is_contaminated(task, key) for task in board.tasks]
         found[str(model)] = flags_of[key]
     return found
 
@@ -513,8 +513,7 @@ def _tasks_section(board: Board, cells: _Cells) -> str:
             best.setdefault(task_id, []).append(f'<a href="{model_page(model)}">{name}</a>')
     rows = []
     for task in board.tasks:
-        benchmark = catalogue.CATALOGUE.get(task.id)
-        licence = benchmark.license if benchmark is not None and benchmark.license else MISSING
+        licence = task.license or MISSING
         rows.append(
             f'<tr><th scope="row"><a href="{task_page(task.id)}">{_task_name(task)}</a></th>'
             f"<td>{task.type}</td><td>{_escape(task.metric_spec.display_name)}</td>"
@@ -651,9 +650,8 @@ _TASK_SCORES_NOTE = (
 
 
 def _task_card(task: tasks.Task, positions: list[int], cells: _Cells) -> str:
-    benchmark = catalogue.CATALOGUE.get(task.id)
-    licence = benchmark.license if benchmark is not None and benchmark.license else "not stated"
-    title = benchmark.title if benchmark is not None else task.display_name
+    licence = task.license or "not stated"
+    title = task.title or task.display_name
     distinct = sorted(
         {value for i in positions if isinstance(value := cells.protocol_hashes[i], str)}
     )
@@ -692,8 +690,7 @@ def _facts(facts: Sequence[tuple[str, str]]) -> str:
 
 
 def _class_order(task: tasks.Task, found: set[str]) -> list[str]:
-    benchmark = catalogue.CATALOGUE.get(task.id)
-    known = [name for name in (benchmark.classes if benchmark else ()) if name in found]
+    known = [name for name in task.classes if name in found]
     return known + sorted(found - set(known))
 
 
@@ -804,7 +801,7 @@ def _model_pages(
                 f'position on the <a href="../{INDEX}#overall">index</a>.</p>',
                 _table("entries", f"{name} on every task", [headers], rows),
                 "</section>",
-                _history_section(model, old_by_model.get(model, []), labels, cells),
+                _history_section(model, old_by_model.get(model, []), labels, cells, board.registry),
             ]
         )
         pages[model_page(model)] = _page(f"{details['display_name']} · {TITLE}", body, depth=1)
@@ -840,6 +837,7 @@ def _history_section(
     old: list[tuple[pathlib.Path, dict[str, Any]]],
     labels: dict[tuple[str, str], str],
     cells: _Cells,
+    registry: tasks.Registry,
 ) -> str:
     title = '<h2 id="history-title">Superseded entries</h2>'
     if not old:
@@ -847,11 +845,10 @@ def _history_section(
             f'<section id="history" aria-labelledby="history-title">\n{title}\n'
             "<p>None: no entry of this model was replaced.</p>\n</section>"
         )
-    order = {task_id: position for position, task_id in enumerate(tasks.TASKS)}
-    old = sorted(old, key=lambda item: (order.get(item[1]["task_id"], len(order)), item[0].name))
+    old = sorted(old, key=lambda item: (registry.position(item[1]["task_id"]), item[0].name))
     rows = []
     for path, record in old:
-        task = tasks.TASKS[record["task_id"]]
+        task = registry.get(record["task_id"])
         if record["kind"] == "run":
             value = f"{record['mean']:.3f} ± {record['stdev']:.3f}"
             source = f"run <code>{_escape(record['run_id'])}</code>"

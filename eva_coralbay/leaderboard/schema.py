@@ -39,13 +39,9 @@ CONSISTENCY_TOLERANCE = 1e-6
 
 
 @functools.cache
-def load_schema() -> dict[str, Any]:
-    """Returns the submission JSON Schema."""
-    text = (
-        resources.files("eva_coralbay.leaderboard")
-        .joinpath(SCHEMA_FILE)
-        .read_text(encoding="utf-8")
-    )
+def load_schema(name: str = SCHEMA_FILE) -> dict[str, Any]:
+    """Returns a JSON Schema shipped inside this package: by default the submission's."""
+    text = resources.files("eva_coralbay.leaderboard").joinpath(name).read_text(encoding="utf-8")
     return json.loads(text)
 
 
@@ -61,15 +57,15 @@ def _is_json_integer(checker: Any, value: Any) -> bool:
 
 
 @functools.cache
-def _validator() -> Validator:
-    """The validator of the draft the schema file declares, with JSON's numbers.
+def validator(name: str = SCHEMA_FILE) -> Validator:
+    """The validator of a shipped schema (the draft it declares), with JSON's numbers.
 
     Imported here: `jsonschema` costs a tenth of a second to import, which commands that
     validate nothing should not pay.
     """
     import jsonschema.validators
 
-    document = load_schema()
+    document = load_schema(name)
     draft = jsonschema.validators.validator_for(document)
     draft.check_schema(document)
     types = draft.TYPE_CHECKER.redefine_many(
@@ -80,14 +76,18 @@ def _validator() -> Validator:
 
 def schema_errors(record: Any) -> list[str]:
     """Every violation of the JSON Schema, as `<JSON path>: <message>` (`$.values[1]: ...`)."""
-    return [f"{error.json_path}: {error.message}" for error in _validator().iter_errors(record)]
+    return [f"{error.json_path}: {error.message}" for error in validator().iter_errors(record)]
 
 
-def record_problems(record: Any) -> list[str]:
+def record_problems(record: Any, registry: tasks.Registry) -> list[str]:
     """Returns everything wrong with a submission record; empty when it is valid.
 
     Checks the JSON Schema, then what the registry knows: the task and its metric exist,
     every value lies in the metric's range, and mean and stdev agree with the per-run values.
+
+    Args:
+        record: The parsed submission.
+        registry: The tasks of the leaderboard the record belongs to.
     """
     if isinstance(record, dict) and record.get("schema_version") not in (None, SCHEMA_VERSION):
         return [
@@ -98,7 +98,7 @@ def record_problems(record: Any) -> list[str]:
     if problems or not isinstance(record, dict):
         return problems
     try:
-        task = tasks.get_task(record["task_id"])
+        task = registry.get(record["task_id"])
     except LeaderboardError as error:
         return [str(error)]
     if record["metric"] != task.metric:
@@ -144,17 +144,18 @@ def record_problems(record: Any) -> list[str]:
     return problems
 
 
-def check_record(record: Any, where: str) -> dict[str, Any]:
+def check_record(record: Any, where: str, registry: tasks.Registry) -> dict[str, Any]:
     """Returns `record` when it is valid.
 
     Args:
         record: The parsed submission.
         where: The file (or input) it came from, for the error message.
+        registry: The tasks of the leaderboard the record belongs to.
 
     Raises:
         LeaderboardError: Listing every problem, prefixed by `where`.
     """
-    problems = record_problems(record)
+    problems = record_problems(record, registry)
     if problems:
         raise LeaderboardError(
             f"{where}: invalid submission:\n" + "\n".join(f"  - {problem}" for problem in problems)
@@ -178,8 +179,8 @@ def parse_json(text: str | bytes, where: str) -> Any:
         raise LeaderboardError(f"{where}: malformed JSON: {error}") from None
 
 
-def read_record(path: pathlib.Path) -> dict[str, Any]:
-    """Reads and validates one submission file.
+def read_record(path: pathlib.Path, registry: tasks.Registry) -> dict[str, Any]:
+    """Reads and validates one submission file against the tasks of its leaderboard.
 
     Raises:
         LeaderboardError: When the file is unreadable, malformed or invalid.
@@ -188,7 +189,7 @@ def read_record(path: pathlib.Path) -> dict[str, Any]:
         text = path.read_bytes()
     except OSError as error:
         raise LeaderboardError(f"{path}: cannot read: {error.strerror}") from None
-    return check_record(parse_json(text, str(path)), str(path))
+    return check_record(parse_json(text, str(path)), str(path), registry)
 
 
 def dump_record(record: Mapping[str, Any]) -> bytes:

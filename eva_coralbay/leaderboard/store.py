@@ -5,6 +5,7 @@ Layout under the root:
     submissions/<model>/<task>.json                  the current entry of a model on a task
     submissions/<model>/history/<task>/<NNNN>.json   entries it replaced, oldest first
     submissions/<model>/per_case/<sha256>.parquet    per-case scores, content-addressed
+    tasks.yaml                                       the root's own tasks, if any (`task_file`)
     leaderboard.parquet, README.md, heatmap.png, heatmap.svg   written by `build`
 """
 
@@ -19,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from eva_coralbay._io import atomic_copy, atomic_write_bytes
-from eva_coralbay.leaderboard import schema
+from eva_coralbay.leaderboard import schema, tasks
 from eva_coralbay.leaderboard.errors import LeaderboardError
 
 SUBMISSIONS = "submissions"
@@ -39,11 +40,21 @@ class WriteResult:
 
 
 class Store:
-    """A leaderboard folder."""
+    """A leaderboard folder and the tasks it knows."""
 
-    def __init__(self, root: pathlib.Path) -> None:
-        """Points at a leaderboard root (it need not exist yet)."""
+    def __init__(self, root: pathlib.Path, registry: tasks.Registry | None = None) -> None:
+        """Points at a leaderboard root (it need not exist yet).
+
+        Args:
+            root: The leaderboard folder.
+            registry: Its tasks; by default the built-in ones plus those of its tasks.yaml.
+
+        Raises:
+            LeaderboardError: When the root's tasks.yaml is invalid (naming the file and line).
+        """
         self.root = root
+        self.registry = tasks.Registry.for_root(root) if registry is None else registry
+        """The tasks entries of this leaderboard may be on."""
 
     @property
     def submissions(self) -> pathlib.Path:
@@ -84,7 +95,7 @@ class Store:
     def model_records(self, model_id: str) -> list[dict[str, Any]]:
         """The current entries of one model."""
         return [
-            schema.read_record(path)
+            schema.read_record(path, self.registry)
             for path in sorted((self.submissions / model_id).glob("*.json"))
         ]
 
@@ -117,7 +128,7 @@ class Store:
             if merged.get("display_name") is None:
                 merged["display_name"] = model_id
             path = self.entry_path(model_id, task_id)
-            schema.check_record(merged, f"new entry {path}")
+            schema.check_record(merged, f"new entry {path}", self.registry)
             if path.exists() and not replace:
                 raise LeaderboardError(
                     f"{path}: an entry for model {model_id!r} on task {task_id!r} exists; pass "

@@ -11,7 +11,7 @@ from typing import Any
 
 import eva_coralbay
 from eva_coralbay import _io
-from eva_coralbay.leaderboard import case_scores, eva_run, ids, protocol, schema, tasks
+from eva_coralbay.leaderboard import case_scores, eva_run, ids, protocol, schema
 from eva_coralbay.leaderboard.errors import LeaderboardError
 from eva_coralbay.leaderboard.store import Store, WriteResult
 
@@ -108,7 +108,7 @@ def submit_run(
 
     Args:
         path: results.json, its session folder, or an OUTPUT_ROOT holding one session.
-        root: The leaderboard folder.
+        root: The leaderboard folder; its tasks are the built-in ones plus its tasks.yaml's.
         model_id: The model id; inferred from the config's `ModelFromRegistry` when None.
         task_id: The task id; inferred from the config's dataset classes when None.
         stage: `val` or `test`; by default the test stage when results.json has the metric there.
@@ -124,13 +124,14 @@ def submit_run(
     Raises:
         LeaderboardError: On any bad input, naming the file; nothing is written then.
     """
+    store = Store(root)
     run = eva_run.read_run(path)
     where = str(run.results_path)
     inferred = []
     if task_id is None:
-        task_id = eva_run.infer_task(run)
+        task_id = eva_run.infer_task(run, store.registry)
         inferred.append("task")
-    task = tasks.get_task(task_id)
+    task = store.registry.get(task_id)
     registry_names = eva_run.registry_names(run.config)
     registry_name = registry_names[0] if len(registry_names) == 1 else None
     if model_id is None:
@@ -173,8 +174,8 @@ def submit_run(
         "source": None,
         "date": date or today(),
     }
-    schema.check_record(_with_display_name(record), where)
-    written = Store(root).write(record, replace=replace, per_case=per_case_path)
+    schema.check_record(_with_display_name(record), where, store.registry)
+    written = store.write(record, replace=replace, per_case=per_case_path)
     return Submission(record, written, run.results_path, tuple(inferred))
 
 
@@ -195,7 +196,8 @@ def submit_reported(
     Raises:
         LeaderboardError: On an invalid entry; nothing is written then.
     """
-    task = tasks.get_task(task_id)
+    store = Store(root)
+    task = store.registry.get(task_id)
     record = {
         "schema_version": schema.SCHEMA_VERSION,
         "kind": "reported",
@@ -221,8 +223,10 @@ def submit_reported(
         "date": date or today(),
     }
     ids.check_slug(model_id, "model id")
-    schema.check_record(_with_display_name(record), f"reported entry {model_id}/{task_id}")
-    written = Store(root).write(record, replace=replace)
+    schema.check_record(
+        _with_display_name(record), f"reported entry {model_id}/{task_id}", store.registry
+    )
+    written = store.write(record, replace=replace)
     return Submission(record, written, None, ())
 
 

@@ -290,12 +290,12 @@ def _property_names(node: Mapping[str, Any]) -> set[str]:
     return names
 
 
-def _registry_checks(columns: dict[str, _Column]) -> np.ndarray:
+def _registry_checks(columns: dict[str, _Column], known: tasks.Registry) -> np.ndarray:
     """The checks of `schema.record_problems` beyond the JSON Schema, on schema-valid rows."""
     column = {name: columns[name].values for name in columns}
     n_rows = len(column["task_id"])
     task_ids = column["task_id"]
-    registry = list(tasks.TASKS.values())
+    registry = list(known)
     position = {task.id: index for index, task in enumerate(registry)}
     index = np.fromiter((position.get(task, -1) for task in task_ids), int, n_rows)
     fine = index >= 0
@@ -353,10 +353,10 @@ def _registry_checks(columns: dict[str, _Column]) -> np.ndarray:
     return fine
 
 
-def screen(records: Sequence[Any]) -> np.ndarray:
+def screen(records: Sequence[Any], registry: tasks.Registry) -> np.ndarray:
     """Returns, per record, whether it needs the authoritative `schema.record_problems` check.
 
-    False means the record is certainly valid.
+    False means the record is certainly valid for a leaderboard of `registry`'s tasks.
     """
     document = schema.load_schema()
     is_current = np.fromiter(
@@ -374,7 +374,7 @@ def screen(records: Sequence[Any]) -> np.ndarray:
         passed = valid[complete]
         if passed.any():
             passed[passed] = _registry_checks(
-                {name: column.subset(passed) for name, column in columns.items()}
+                {name: column.subset(passed) for name, column in columns.items()}, registry
             )
             valid[complete] = passed
         ok[is_current] = valid

@@ -6,19 +6,23 @@ import collections
 import pathlib
 
 from eva_coralbay import _io
-from eva_coralbay.leaderboard import build, case_scores, load, store, tasks
+from eva_coralbay.leaderboard import build, case_scores, load, store
 from eva_coralbay.leaderboard.errors import LeaderboardError
 
 
 def validate(root: pathlib.Path) -> list[str]:
     """Checks a leaderboard folder; returns every problem found (empty when it is valid).
 
-    Checks each entry and history record (schema, registry, values), file names against the
+    Checks the root's tasks.yaml (when it has one), each entry and history record (schema,
+    registry, values) against the built-in tasks and the root's own, file names against the
     records, that a model's entries agree on its details, that every referenced per-case file
     exists with its sha256 and valid content, that no per-case file is unreferenced, and
     that README.md (when present) is what `build` would write now.
     """
-    folder = store.Store(root)
+    try:
+        folder = store.Store(root)
+    except LeaderboardError as error:  # an invalid tasks.yaml: no record can be checked
+        return [str(error)]
     if not folder.submissions.is_dir():
         return [f"{folder.submissions}: missing (no leaderboard here; submit to create one)"]
     loaded = load.load(folder)
@@ -52,7 +56,7 @@ def validate(root: pathlib.Path) -> list[str]:
             problems.append(f"{file}: sha256 differs from per_case_sha256 in {path}")
             continue
         try:
-            case_scores.check_file(file, tasks.get_task(record["task_id"]).metric_spec)
+            case_scores.check_file(file, folder.registry.get(record["task_id"]).metric_spec)
         except LeaderboardError as error:
             problems.append(str(error))
     problems += [

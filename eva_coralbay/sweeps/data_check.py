@@ -5,19 +5,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from eva_coralbay import tasks
-from eva_coralbay.sweeps.plan import Job, base_task
+from eva_coralbay.sweeps.plan import Job, PlanError
 
 
 def _dataset_class(job: Job) -> Any:
-    """The adapter that reads the task's data in its native layout."""
+    """The adapter that reads the task's data in its native layout.
+
+    Raises:
+        PlanError: For an adapter name (of a root's tasks.yaml) that names none.
+    """
     from eva_coralbay.data import adapters
 
-    record = tasks.CATALOGUE[base_task(job.task_id)]
-    if record.synthetic:
-        return adapters.DecathlonFormat  # the demo's phantoms are written in that layout
+    record = job.benchmark
     if record.adapter is not None:
-        return getattr(adapters, record.adapter)
+        found = getattr(adapters, record.adapter, None)
+        if not isinstance(found, type):
+            raise PlanError(
+                f"{job.task_id}: adapter {record.adapter!r} is no class of "
+                "eva_coralbay.data.adapters (DecathlonFormat reads a dataset of your own)"
+            )
+        return found
     # An organ-patch probe reads a segmentation benchmark (TotalSegmentator v2 by default).
     return getattr(adapters, job.env.get("ORGAN_SOURCE", "TotalSegmentatorV2"))
 
@@ -27,17 +34,20 @@ def job_problems(job: Job) -> list[str]:
     from eva_coralbay.data import adapters
 
     if not job.data.is_dir():
-        record = tasks.CATALOGUE[base_task(job.task_id)]
+        record = job.benchmark
         return [
             f"{job.task_id}: {job.data}: no such folder. {record.title} is expected there in its "
             "native layout (docs/tasks.md says how to obtain it; `coralbay preprocess --dataset "
             f"{record.adapter or job.task_id} --root {job.data}` prints the download steps)"
         ]
-    dataset_class = _dataset_class(job)
+    try:
+        dataset_class = _dataset_class(job)
+    except PlanError as error:
+        return [str(error)]
     allow_incomplete = job.env.get("ALLOW_INCOMPLETE", "false").lower() == "true"
     problems: list[str] = []
     for split in dataset_class.split_names:
-        if split == "test" and tasks.CATALOGUE[base_task(job.task_id)].type == "segmentation":
+        if split == "test" and job.benchmark.type == "segmentation":
             continue  # the segmentation configs evaluate on the validation split
         try:
             if issubclass(dataset_class, adapters.SegmentationAdapter):

@@ -69,7 +69,7 @@ def run_job(
             record.message = f"eva exited with {process.returncode}; see {job.log}"
         else:
             try:
-                outcome = records.read_outcome(job.output_root, job.task_id)
+                outcome = records.read_outcome(job.output_root, job.scored_task)
             except LeaderboardError as error:
                 record.state, record.message = "failed", f"no usable results: {error}"
             else:

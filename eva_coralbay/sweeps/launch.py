@@ -46,7 +46,7 @@ def decide(jobs: Sequence[Job], *, force: bool) -> list[Decision]:
         ):
             decisions.append(Decision(job, "skip", f"queued on SLURM as job {record.slurm_job_id}"))
             continue
-        state, why = records.completion(job.folder, job.fingerprint())
+        state, why = records.completion(job.folder, job.fingerprint(), job.scored_task)
         if force:
             decisions.append(Decision(job, "run", f"--force ({state}: {why})"))
         elif state == "complete":

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from eva_coralbay import tasks
+from eva_coralbay.leaderboard import tasks as leaderboard_tasks
 from eva_coralbay.models import preprocessing
 from eva_coralbay.tasks.benchmark import Benchmark
 
@@ -90,6 +91,9 @@ class Job:
 
     model_id: str
     task_id: str
+    """The task, or its label-efficiency variant (`btcv@5`)."""
+    benchmark: Benchmark
+    """The task's record (a variant's is its task's): its data's adapter and type."""
     eva_command: str
     """`fit` or `predict_fit`."""
     config: pathlib.Path
@@ -98,6 +102,11 @@ class Job:
     """The config's environment variables for this run (on top of the caller's environment)."""
     folder: pathlib.Path
     """DIR/<model id>/<task id>: eva's output, the log and the job's record."""
+
+    @property
+    def scored_task(self) -> leaderboard_tasks.Task:
+        """The leaderboard task its results are read as (a variant is scored as its task)."""
+        return leaderboard_tasks.task_of(self.benchmark)
 
     @property
     def output_root(self) -> pathlib.Path:
@@ -138,16 +147,25 @@ def config_variables(config: pathlib.Path) -> frozenset[str]:
     return frozenset(CONFIG_VARIABLE.findall(config.read_text(encoding="utf-8")))
 
 
-def select_tasks(selection: str) -> list[Benchmark]:
+def select_tasks(
+    selection: str, registry: leaderboard_tasks.Registry | None = None
+) -> list[Benchmark]:
     """The tasks of `all`, `segmentation`, `classification` or a comma-separated list of ids.
 
-    Only tasks with a shipped config can be evaluated; naming one without is an error that
-    says so, and `all` / a type leaves out such tasks and synthetic ones.
+    Only tasks with a config can be evaluated; naming one without is an error that says so,
+    and `all` / a type leaves out such tasks and synthetic ones.
+
+    Args:
+        selection: What `--tasks` says.
+        registry: The tasks to choose from: by default the built-in ones; `coralbay evaluate`
+            passes its leaderboard's (the built-in ones plus the root's tasks.yaml).
 
     Raises:
         PlanError: For an unknown id (with the valid ones) or a task without a config.
     """
-    runnable = [record for record in tasks.BENCHMARKS if record.config is not None]
+    known = registry if registry is not None else leaderboard_tasks.builtin_registry()
+    catalogue = {record.id: record for record in known.benchmarks()}
+    runnable = [record for record in catalogue.values() if record.config is not None]
     if selection in ("all", *tasks.TASK_TYPES):
         return [
             record
@@ -156,9 +174,9 @@ def select_tasks(selection: str) -> list[Benchmark]:
         ]
     chosen = []
     for task_id in (part.strip() for part in selection.split(",") if part.strip()):
-        record = tasks.CATALOGUE.get(task_id)
+        record = catalogue.get(task_id)
         if record is None:
-            close = difflib.get_close_matches(task_id, list(tasks.CATALOGUE), n=3)
+            close = difflib.get_close_matches(task_id, list(catalogue), n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise PlanError(
                 f"--tasks: unknown task {task_id!r}{hint}; valid: all, segmentation, "
@@ -256,6 +274,7 @@ def plan(
     assignments: Sequence[str] = (),
     train_cases: Sequence[int | None] = (None,),
     train_samples_per_class: Sequence[int | None] = (None,),
+    registry: leaderboard_tasks.Registry | None = None,
 ) -> list[Job]:
     """One job per selected task.
 
@@ -275,6 +294,7 @@ def plan(
         train_samples_per_class: The same for probes: one job per count of training samples
             of each class for every task whose config reads `TRAIN_SAMPLES_PER_CLASS`
             (`organmnist@5`).
+        registry: The task ids `--data` and `--set` may name (by default the built-in ones).
 
     Raises:
         PlanError: For a task without data, an unknown variable, a variable `evaluate` sets
@@ -284,11 +304,12 @@ def plan(
     # Settings of catalogue tasks left out of this sweep are ignored (one data map can serve
     # many sweeps); a name outside the catalogue is a typo.
     overrides = parse_assignments(assignments, "--set")
+    known = registry if registry is not None else leaderboard_tasks.builtin_registry()
     for option, task_id in [("--data", task_id) for task_id in data] + [
         ("--set", task_id) for task_id, _, _ in overrides if task_id is not None
     ]:
-        if task_id not in tasks.CATALOGUE:
-            close = difflib.get_close_matches(task_id, list(tasks.CATALOGUE), n=3)
+        if task_id not in known:
+            close = difflib.get_close_matches(task_id, list(known.ids), n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise PlanError(f"{option} {task_id}: not a task id{hint}")
     model_id = model.resolved_id()
@@ -356,6 +377,7 @@ def plan(
                 Job(
                     model_id=model_id,
                     task_id=task_id,
+                    benchmark=record,
                     eva_command=EVA_COMMANDS[record.type],
                     config=config,
                     data=task_data,

@@ -16,7 +16,6 @@ from eva_coralbay import _io
 from eva_coralbay.leaderboard import eva_run, protocol
 from eva_coralbay.leaderboard import tasks as leaderboard_tasks
 from eva_coralbay.leaderboard.errors import LeaderboardError
-from eva_coralbay.sweeps.plan import base_task
 
 RECORD_FILE = "job.json"
 LOCK_FILE = ".lock"
@@ -115,15 +114,19 @@ class Outcome:
     results: pathlib.Path
 
 
-def read_outcome(output_root: pathlib.Path, task_id: str) -> Outcome:
+def read_outcome(output_root: pathlib.Path, task: leaderboard_tasks.Task) -> Outcome:
     """The task's metric from the results.json under `output_root`.
+
+    Args:
+        output_root: eva's OUTPUT_ROOT of the job.
+        task: The leaderboard task the job is scored as (a label-efficiency variant's, as its
+            task's).
 
     Raises:
         LeaderboardError: When there is no complete, readable results.json with the metric.
     """
     run = eva_run.read_run(output_root)
-    # A label-efficiency variant (btcv@5) is scored like its task.
-    result = eva_run.metric_result(run, leaderboard_tasks.get_task(base_task(task_id)))
+    result = eva_run.metric_result(run, task)
     return Outcome(
         metric=result.mean,
         metric_key=result.key,
@@ -132,8 +135,10 @@ def read_outcome(output_root: pathlib.Path, task_id: str) -> Outcome:
     )
 
 
-def completion(folder: pathlib.Path, fingerprint: str) -> tuple[str, str]:
-    """Whether a job's folder holds a finished run of this plan.
+def completion(
+    folder: pathlib.Path, fingerprint: str, task: leaderboard_tasks.Task
+) -> tuple[str, str]:
+    """Whether a job's folder holds a finished run of this plan, scored as `task`.
 
     Returns:
         ("complete", why), ("stale", why) when it holds results of another plan, or
@@ -145,7 +150,7 @@ def completion(folder: pathlib.Path, fingerprint: str) -> tuple[str, str]:
     if record.state != "done":
         return "incomplete", f"previous attempt: {record.state}"
     try:
-        outcome = read_outcome(folder / "eva", record.task_id)
+        outcome = read_outcome(folder / "eva", task)
     except LeaderboardError as error:
         return "incomplete", f"results unreadable: {error}"
     if record.fingerprint != fingerprint:

@@ -33,6 +33,7 @@ from eva_coralbay.leaderboard import eva_run, protocol, submit, tasks
 from tests.conftest import REPOSITORY_ROOT
 from tests.data.adapter_fixtures import NativeRoots, load_nifti, native_roots
 from tests.evaluation import eva_runs
+from tests.leaderboard.builders import declare_phantom_tasks
 from tools import configs
 
 __all__ = ["native_roots"]  # a fixture: imported to be used
@@ -183,7 +184,7 @@ def test_segmentation_configs_follow_the_protocol(
     assert _init(dice)["num_classes"] == len(classes)
     assert _init(per_class)["labels"] == [f"{i}_{name}" for i, name in enumerate(classes)]
     # What the leaderboard will read from this config's runs.
-    task = tasks.get_task(adapter.task_id)
+    task = tasks.builtin_registry().get(adapter.task_id)
     assert task.eva_metric == "DiceScore" and adapter.__name__ in task.coralbay_datasets
     assert eva_run.metric_config_problems(config, task) == []
 
@@ -227,7 +228,7 @@ def test_probe_configs_follow_the_protocol(
     binary = num_classes == 2
     assert _init(head)["out_features"] == (1 if binary else num_classes)
     monitor = "val/BinaryBalancedAccuracy" if binary else "val/MulticlassAccuracy"
-    task = tasks.get_task(task_id)
+    task = tasks.builtin_registry().get(task_id)
     assert monitor == f"val/{task.eva_metric}"
     assert eva_run.metric_config_problems(config, task) == []
     assert _callback(config, "ModelCheckpoint")["monitor"] == monitor
@@ -402,6 +403,8 @@ def test_decathlon_format_runs_end_to_end_in_bf16_mixed_precision(
     table = pd.read_parquet(session / "per_case_scores.parquet")
     assert set(table["class"]) == set(layouts.PHANTOM_CLASSES[1:])
     assert set(table["case_id"]) == {"phantom_003"} and len(table) == 6
+    # The phantom task is the demo's own: declared in the leaderboard's tasks.yaml.
+    declare_phantom_tasks(session.parent / "leaderboard", layouts.PHANTOM_CLASSES)
     _check_submission(session, "demo_phantom_segmentation", "val/DiceScore")
 
 

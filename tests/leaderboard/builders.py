@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pathlib
 import shutil
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
+from eva_coralbay import demo
+from eva_coralbay.leaderboard import task_file
 from eva_coralbay.leaderboard.submit import ModelDetails, submit_run
 from tests.leaderboard import eva_output
 
@@ -31,6 +34,23 @@ def submit_scores(
     if per_case is not None:
         per_case.to_parquet(session / "per_case_scores.parquet")
     submit_run(session, root, model_id=model_id, task_id=task_id, details=details)
+
+
+def declare_phantom_tasks(
+    root: pathlib.Path, classes: Sequence[str] = ("background", "liver", "spleen")
+) -> None:
+    """Writes the tasks.yaml `coralbay demo` writes: its two synthetic phantom tasks."""
+    entries = demo.decathlon_tasks(
+        demo.PHANTOM_SEGMENTATION_TASK,
+        demo.PHANTOM_ORGANS_TASK,
+        classes,
+        names=("Phantom organs", "Phantom organ patches"),
+        source="Synthetic torso phantoms",
+        image_source="demo_phantom",
+        synthetic=True,
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    (root / task_file.FILENAME).write_text(task_file.dump(entries))
 
 
 def per_case_dice(level: float, seed: int, cases: int = 40, noise: float = 0.03) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from eva_coralbay.leaderboard import LeaderboardError, aggregate, build, load, r
 from eva_coralbay.leaderboard.store import Store
 from eva_coralbay.leaderboard.submit import ModelDetails
 from tests import hang_guard
-from tests.leaderboard.builders import per_case_dice, submit_scores
+from tests.leaderboard.builders import declare_phantom_tasks, per_case_dice, submit_scores
 from tests.leaderboard.conftest import snapshot
 
 REPOSITORY_LEADERBOARD = pathlib.Path(__file__).resolve().parents[2] / "leaderboard"
@@ -140,6 +140,7 @@ def test_overall_means_and_ranks(root: pathlib.Path, tmp_path: pathlib.Path) -> 
         ("gamma", "btcv"): 0.8, ("gamma", "word"): 0.75, ("gamma", "flare22"): 0.95,
         ("gamma", "demo_phantom_segmentation"): 0.99,
     }  # fmt: skip
+    declare_phantom_tasks(root)
     for (model, task), value in scores.items():
         submit_scores(root, tmp_path, model, task, [value])
     board = _board(root)

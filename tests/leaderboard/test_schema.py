@@ -8,7 +8,10 @@ import pytest
 from jsonschema import Draft202012Validator
 from jsonschema.validators import validator_for
 
-from eva_coralbay.leaderboard import LeaderboardError, schema, table_validation
+from eva_coralbay.leaderboard import LeaderboardError, builtin_registry, schema, table_validation
+
+BUILTIN = builtin_registry()
+"""The built-in tasks: every record of these tests is on one."""
 
 SHA = "ab" * 32
 
@@ -123,11 +126,13 @@ BAD_REPORTED_RECORDS: dict[str, Callable[[dict[str, Any]], None]] = {
 
 
 def test_valid_records_pass() -> None:
-    assert schema.record_problems(_run_record()) == []
-    assert schema.record_problems(_reported_record()) == []
+    assert schema.record_problems(_run_record(), BUILTIN) == []
+    assert schema.record_problems(_reported_record(), BUILTIN) == []
     single_run = _run_record() | {"values": [0.8], "stdev": 0}
-    assert schema.record_problems(single_run) == []
-    assert not table_validation.screen([_run_record(), _reported_record(), single_run]).any()
+    assert schema.record_problems(single_run, BUILTIN) == []
+    assert not table_validation.screen(
+        [_run_record(), _reported_record(), single_run], BUILTIN
+    ).any()
 
 
 def test_records_from_before_the_library_versions_stay_valid() -> None:
@@ -135,11 +140,13 @@ def test_records_from_before_the_library_versions_stay_valid() -> None:
     del old["torch_version"], old["torchmetrics_version"]
     half = _run_record()
     del half["torchmetrics_version"]
-    assert schema.record_problems(old) == [] and schema.record_problems(half) == []
+    assert (
+        schema.record_problems(old, BUILTIN) == [] and schema.record_problems(half, BUILTIN) == []
+    )
     mixed = [old, _run_record(), half, _reported_record()]
-    assert not table_validation.screen(mixed).any()
+    assert not table_validation.screen(mixed, BUILTIN).any()
     broken = old | {"torch_version": 2}
-    assert table_validation.screen([old, broken]).tolist() == [False, True]
+    assert table_validation.screen([old, broken], BUILTIN).tolist() == [False, True]
 
 
 @pytest.mark.parametrize(
@@ -153,16 +160,16 @@ def test_bad_records_are_rejected_by_the_check_and_the_screen(
 ) -> None:
     record = make()
     mutate(record)
-    assert schema.record_problems(record)
+    assert schema.record_problems(record, BUILTIN)
     good = make()
-    flagged = table_validation.screen([good, record, copy.deepcopy(good)])
+    flagged = table_validation.screen([good, record, copy.deepcopy(good)], BUILTIN)
     assert flagged.tolist() == [False, True, False]
 
 
 def test_check_record_names_the_source_and_lists_all_problems() -> None:
     record = _run_record() | {"model_id": "A/B", "mean": math.nan, "extra": 1}
     with pytest.raises(LeaderboardError) as error:
-        schema.check_record(record, "somewhere/btcv.json")
+        schema.check_record(record, "somewhere/btcv.json", BUILTIN)
     message = str(error.value)
     assert message.startswith("somewhere/btcv.json: invalid submission")
     assert "$.model_id" in message and "$.mean" in message and "'extra'" in message
@@ -188,7 +195,7 @@ def test_schema_file_is_a_valid_schema_of_its_declared_draft() -> None:
     assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     Draft202012Validator.check_schema(document)
     assert validator_for(document) is Draft202012Validator
-    assert schema._validator().META_SCHEMA == Draft202012Validator.META_SCHEMA
+    assert schema.validator().META_SCHEMA == Draft202012Validator.META_SCHEMA
 
 
 def test_schema_errors_name_the_field_path() -> None:
@@ -220,4 +227,4 @@ def test_slug_pattern_of_schema_matches_ids_module() -> None:
 
 def test_screen_survives_garbage() -> None:
     garbage = [None, [], "x", {"schema_version": 1}, _run_record() | {"mean": "abc"}]
-    assert table_validation.screen(garbage).tolist() == [True] * len(garbage)
+    assert table_validation.screen(garbage, BUILTIN).tolist() == [True] * len(garbage)

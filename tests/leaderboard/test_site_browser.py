@@ -13,7 +13,7 @@ from typing import Any
 
 from eva_coralbay.leaderboard import render_site, stats
 from eva_coralbay.leaderboard.aggregate import Board
-from eva_coralbay.leaderboard.tasks import get_task
+from eva_coralbay.leaderboard.tasks import builtin_registry
 
 Site = tuple[pathlib.Path, Board]
 
@@ -187,7 +187,7 @@ def test_a_task_page_sorts_its_entries(browser: Any, site_board: Site, site_url:
     # The interval's lower bound, from the per-case scores; entries without any go last.
     intervals = stats.bootstrap_intervals(
         "btcv",
-        get_task("btcv").metric_spec,
+        builtin_registry().get("btcv").metric_spec,
         {model: table for (model, task), table in board.case_scores.items() if task == "btcv"},
     ).set_index("model_id")
     lows = [intervals.at[m, "low"] if m in intervals.index else None for m in by_rank]

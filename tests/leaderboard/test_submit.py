@@ -7,10 +7,13 @@ import statistics
 import pytest
 
 from eva_coralbay import cli
-from eva_coralbay.leaderboard import LeaderboardError, eva_run, schema
+from eva_coralbay.leaderboard import LeaderboardError, builtin_registry, eva_run, schema
 from eva_coralbay.leaderboard.submit import ModelDetails, submit_run
 from tests.leaderboard import eva_output
 from tests.leaderboard.conftest import REAL_EVA_SESSION, snapshot
+
+BUILTIN = builtin_registry()
+"""The built-in tasks: every record of these tests is on one."""
 
 
 def test_eva_output_matches_real_eva() -> None:
@@ -46,7 +49,7 @@ def test_submit_real_eva_run(root: pathlib.Path) -> None:
         ("torchmetrics_version", "torchmetrics"),
     ):
         assert record[field] == importlib.metadata.version(distribution)
-    assert schema.record_problems(record) == []
+    assert schema.record_problems(record, BUILTIN) == []
 
 
 def test_submit_segmentation_infers_model_and_task(
@@ -311,7 +314,7 @@ def test_metric_of_another_kind_is_refused(root: pathlib.Path, tmp_path: pathlib
 
 def test_unknown_metric_in_a_record_is_refused() -> None:
     record = {"schema_version": 1, "metric": "auroc"}
-    assert schema.record_problems(record)  # missing fields
+    assert schema.record_problems(record, BUILTIN)  # missing fields
     with pytest.raises(LeaderboardError, match="unknown metric 'auroc'"):
         from eva_coralbay.leaderboard.metrics import get_metric
 

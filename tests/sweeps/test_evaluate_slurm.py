@@ -13,7 +13,7 @@ import time
 import pytest
 
 from eva_coralbay import cli, demo
-from eva_coralbay.leaderboard import eva_run
+from eva_coralbay.leaderboard import builtin_registry, eva_run
 from eva_coralbay.sweeps import launch, records
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
@@ -74,7 +74,7 @@ def test_slurm_sweep_runs_submits_skips_when_complete_and_isolates_a_broken_task
     assert (tmp_path / "board" / "leaderboard.parquet").is_file()
     # The run names its task by its dataset class: `coralbay leaderboard submit` infers it.
     luna25_run = eva_run.read_run(_task_folder(tmp_path, "luna25") / "eva")
-    assert eva_run.infer_task(luna25_run) == "luna25"
+    assert eva_run.infer_task(luna25_run, builtin_registry()) == "luna25"
     # The task whose data is missing fails alone, named with its path, before anything ran.
     broken = records.JobRecord.read(_task_folder(tmp_path, "msd_task9_spleen"))
     assert broken is not None and broken.state == "failed" and str(missing) in broken.message

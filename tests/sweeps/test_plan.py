@@ -110,7 +110,7 @@ def _finish(job: planning.Job) -> None:
         eva_output.SEGMENTATION_TEMPLATE,
         eva_output.segmentation_metrics(eva_output.dice_runs(0.8)),
     )
-    outcome = records.read_outcome(job.output_root, job.task_id)
+    outcome = records.read_outcome(job.output_root, job.scored_task)
     records.JobRecord(
         job.task_id,
         "done",
