@@ -539,6 +539,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         image_sources=("cc_ccii",),
         eva_datasets=("CC_CCII",),
         adapter="CC_CCII",
+        config="radiology/offline/classification/cc_ccii.yaml",
     ),
     Benchmark(
         id="luna25",
