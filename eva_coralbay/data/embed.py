@@ -12,7 +12,7 @@ import os
 import pathlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from eva_coralbay import _io
 from eva_coralbay.data.profile import PreprocessingProfile
@@ -212,7 +212,7 @@ def multiscale_pooling(encoder: nn.Module) -> Callable[[list[torch.Tensor]], tor
     for name in ("forward_multiscale", "forward_encoders"):
         method = getattr(encoder, name, None)
         if callable(method):
-            return method
+            return cast("Callable[[list[torch.Tensor]], torch.Tensor]", method)
     raise TypeError(
         f"{type(encoder).__name__} has neither forward_multiscale nor forward_encoders to pool "
         "its feature maps into a multi-scale embedding"

@@ -20,10 +20,19 @@ PROFILE = PreprocessingProfile(spacing=(7.0, 7.0, 7.0))
 
 
 def _dataset(
-    root: pathlib.Path, split: str | None, tmp_path: pathlib.Path, **kwargs: bool
+    root: pathlib.Path,
+    split: str | None,
+    tmp_path: pathlib.Path,
+    use_cache: bool = True,
+    allow_incomplete: bool = False,
 ) -> CC_CCII:
     dataset = CC_CCII(
-        str(root), split=split, profile=PROFILE, cache=str(tmp_path / "cache"), **kwargs
+        str(root),
+        split=split,
+        profile=PROFILE,
+        cache=str(tmp_path / "cache"),
+        use_cache=use_cache,
+        allow_incomplete=allow_incomplete,
     )
     dataset.configure()
     return dataset

@@ -23,7 +23,7 @@ def test_each_scan_is_embedded_like_coralbay_embed_whatever_its_size() -> None:
     assert backbone.encoder is wrapped.model  # the network, not the wrapper's forward
 
     def expected(scan: torch.Tensor) -> torch.Tensor:
-        return embed_volume(wrapped.model, scan, roi_size=64, overlap=0.5)
+        return embed_volume(backbone.encoder, scan, roi_size=64, overlap=0.5)
 
     generator = torch.Generator().manual_seed(0)
     odd = torch.rand(1, 1, 70, 50, 40, generator=generator)  # two windows, padded on y and z

@@ -446,12 +446,12 @@ into ROOT.
                 return StandardScan(scan.case_id, scan.split, *cached)
         return self.standardise(scan)
 
-    def standardise(self, scan: Scan) -> StandardScan:
+    def standardise(self, case: Scan) -> StandardScan:
         """Reads a scan from its source files and applies the profile (never the cache)."""
-        image, _ = self._profile.apply(self.read_scan(scan))
+        image, _ = self._profile.apply(self.read_scan(case))
         return StandardScan(
-            case_id=scan.case_id,
-            split=scan.split,
+            case_id=case.case_id,
+            split=case.split,
             image=np.ascontiguousarray(image.detach().cpu().numpy()[0], dtype=np.float32),
             affine=np.asarray(image.affine.detach().cpu().numpy(), dtype=np.float64),  # type: ignore[union-attr]
         )
