@@ -19,6 +19,7 @@ def test_every_adapter_has_its_record_and_every_record_its_adapter() -> None:
         adapters.OrganMNIST3D,
         adapters.NoduleMNIST3D,
         adapters.LUNA25,
+        *adapters.SCAN_ADAPTERS,
     ]
     assert {adapter.__name__: adapter.task_id for adapter in shipped} == named
     for name in named:

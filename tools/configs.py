@@ -77,6 +77,8 @@ class ClassificationTask:
     task_id_env: bool = False
     file_stem: str | None = None
     """The config's file name without `.yaml` when it is not the task id."""
+    whole_scan: bool = False
+    """Whether each sample is a whole scan (of its own size), embedded window by window."""
 
     @property
     def file_name(self) -> str:
@@ -231,8 +233,31 @@ def _luna25_predict() -> str:
     return "\n".join(lines)
 
 
+def _cc_ccii_predict() -> str:
+    lines = []
+    for index, split in enumerate(("train", "val")):
+        lines.append("        - class_path: eva_coralbay.data.adapters.CC_CCII")
+        if index == 0:
+            lines += [
+                "          init_args: &PREDICT_DATASET_ARGS",
+                "            root: ${oc.env:DATA_ROOT, ./data/cc-ccii}",
+                "            split: train",
+                "            # The preprocessing the model declares (as in segmentation).",
+                f"            profile: ${{oc.decode:${{oc.env:PROFILE, {MODEL_ENV}}}}}",
+                "            fold: ${oc.env:FOLD, 0}",
+                "            allow_incomplete: ${oc.env:ALLOW_INCOMPLETE, false}",
+            ]
+        else:
+            lines += [
+                "          init_args:",
+                "            <<: *PREDICT_DATASET_ARGS",
+                f"            split: {split}",
+            ]
+    return "\n".join(lines)
+
+
 def classification_tasks() -> list[ClassificationTask]:
-    """MedMNIST-3D, organ patches of TotalSegmentator, organ patches of a DecathlonFormat set."""
+    """The probes: MedMNIST-3D, LUNA25, CC-CCII (whole scans) and organ patches."""
     organ_classes = "${oc.env:ORGAN_CLASSES, [" + ", ".join(TOTALSEGMENTATOR_ORGANS) + "]}"
     medmnist = [
         ClassificationTask(
@@ -262,6 +287,22 @@ def classification_tasks() -> list[ClassificationTask]:
             "LUNA25_Public_Training_Development_Data.csv and luna25_images/ (docs/tasks.md, "
             "`luna25`); splits by patient."
         ),
+    )
+    cc_ccii = ClassificationTask(
+        task_id="cc-ccii",
+        title="CC-CCII chest CT: normal, common pneumonia or COVID-19 (multiclass, whole scan)",
+        class_names=tasks.get_benchmark("cc-ccii").classes,
+        predict_datasets=_cc_ccii_predict(),
+        splits=("train", "val"),
+        about=(
+            "Scan-level: each whole scan, after the model's profile, is embedded window by "
+            "window (as `coralbay embed` does) and the probe reads the pooled vector. DATA_ROOT "
+            "holds the release's slice folders or CC-CCII_public/data/*.npy, with VoCo's fold "
+            "tables CC_CCII_fold<FOLD>_{train,valid}.csv (docs/tasks.md, `cc-ccii`); splits by "
+            "patient."
+        ),
+        file_stem="cc_ccii",
+        whole_scan=True,
     )
     organ_patches = [
         ClassificationTask(
@@ -307,7 +348,32 @@ def classification_tasks() -> list[ClassificationTask]:
             task_id_env=True,
         ),
     ]
-    return [*medmnist, luna25, *organ_patches]
+    return [*medmnist, luna25, cc_ccii, *organ_patches]
+
+
+PATCH_BACKBONE = f"""\
+            # The plugin's ModelFromRegistry knows radiology/coralbay* and every eva backbone;
+            # without out_indices the encoder returns its multi-scale embedding (24 F dims).
+            class_path: eva_coralbay.models.ModelFromRegistry
+            init_args:
+              model_name: {MODEL_ENV}
+              model_extra_kwargs: ${{oc.env:MODEL_EXTRA_KWARGS, null}}"""
+"""The backbone of patch probes: the encoder's own forward embeds a patch in one pass."""
+
+WHOLE_SCAN_BACKBONE = f"""\
+            # Each whole scan embedded as `coralbay embed` does: sliding windows of the model's
+            # training crop, every window's feature maps pooled as they stream (24 F dims).
+            class_path: eva_coralbay.evaluation.WholeScanEmbedder
+            init_args:
+              encoder:
+                class_path: eva_coralbay.models.ModelFromRegistry
+                init_args:
+                  model_name: {MODEL_ENV}
+                  model_extra_kwargs: ${{oc.env:MODEL_EXTRA_KWARGS, null}}
+              roi_size: ${{oc.env:ROI_SIZE, 96}}
+              overlap: ${{oc.env:SW_OVERLAP, 0.5}}
+              sw_batch_size: ${{oc.env:SW_BATCH_SIZE, 2}}"""
+"""The backbone of scan-level probes (scans differ in size: one scan per predict batch)."""
 
 
 def _task_dir(task_id: str, from_env: bool) -> str:
@@ -442,6 +508,12 @@ def render_classification(task: ClassificationTask) -> str:
         embedding_datasets="\n".join(embedding_datasets),
         predict_datasets=task.predict_datasets,
         embedding_loaders="\n".join(embedding_loaders),
+        backbone=WHOLE_SCAN_BACKBONE if task.whole_scan else PATCH_BACKBONE,
+        predict_batch_size=(
+            "1  # whole scans differ in size"
+            if task.whole_scan
+            else "${oc.env:PREDICT_BATCH_SIZE, 8}"
+        ),
     )
 
 

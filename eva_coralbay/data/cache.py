@@ -11,7 +11,8 @@ for the eva adapters), under the cache root::
         manifest.parquet            one row per case (see `MANIFEST_COLUMNS`)
         profile.json                the profile the arrays were computed with
         cases/<case>-<sha12>.image.npy   float32 [X, Y, Z]
-        cases/<case>-<sha12>.label.npy   uint8 / int16 [X, Y, Z]
+        cases/<case>-<sha12>.label.npy   uint8 / int16 [X, Y, Z] (none for a scan-level task:
+                                         its row's label_file is "")
 
 A row is trusted only when its source files still have the recorded size and modification time
 (a cheap stat; `coralbay preprocess` falls back to the sha256 when they differ) and both arrays
@@ -270,6 +271,18 @@ class CacheReader:
         affine = np.array(row["affine"], dtype=np.float64).reshape(4, 4)  # a writable copy
         return image, label, affine
 
+    def load_image(
+        self, case_id: str, sources: Sequence[Path]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]] | None:
+        """A scan-level case's memory-mapped image and its affine, or None when not fresh."""
+        if not self.is_fresh(case_id, sources):
+            return None
+        row = self._rows[case_id]
+        image = np.load(self._directory / row["image_file"], mmap_mode="r")
+        if image.shape != tuple(int(n) for n in row["shape"]):
+            return None
+        return image, np.array(row["affine"], dtype=np.float64).reshape(4, 4)
+
 
 def read_standardised_hu(
     scan: str | os.PathLike[str], profile: PreprocessingProfile
@@ -391,7 +404,10 @@ class PreprocessableDataset(Protocol):
         ...
 
     def standardise(self, case: Any) -> Any:
-        """Reads and standardises one case (returns `image`, `label`, `affine` arrays)."""
+        """Reads and standardises one case (`image`, `label`, `affine` arrays).
+
+        `label` is None for a scan-level task, whose target is not a voxel map.
+        """
         ...
 
 
@@ -491,13 +507,16 @@ def _write_case(
 ) -> dict[str, Any]:
     standard = dataset.standardise(case)
     stem = f"{CASES_DIR}/{_safe_name(case.case_id)}-{sha256[:12]}"
-    image_file, label_file = f"{stem}.image.npy", f"{stem}.label.npy"
+    image_file = f"{stem}.image.npy"
     image = np.ascontiguousarray(standard.image, dtype=np.float32)
-    label = np.ascontiguousarray(standard.label)
     _io.atomic_write(directory / image_file, lambda handle: np.save(handle, image))
-    _io.atomic_write(directory / label_file, lambda handle: np.save(handle, label))
+    label_file, counts = "", np.zeros(0, dtype=np.int64)
+    if standard.label is not None:
+        label_file = f"{stem}.label.npy"
+        label = np.ascontiguousarray(standard.label)
+        _io.atomic_write(directory / label_file, lambda handle: np.save(handle, label))
+        counts = np.bincount(label.ravel().astype(np.int64), minlength=len(dataset.native_classes))
     affine = np.asarray(standard.affine, dtype=np.float64)
-    counts = np.bincount(label.ravel().astype(np.int64), minlength=len(dataset.native_classes))
     return {
         "case_id": case.case_id,
         "split": case.split,
@@ -515,7 +534,8 @@ def _write_case(
 
 
 def _arrays_present(directory: Path, row: dict[str, Any]) -> bool:
-    return (directory / row["image_file"]).is_file() and (directory / row["label_file"]).is_file()
+    files = [row["image_file"], *([row["label_file"]] if row["label_file"] else [])]
+    return all((directory / file).is_file() for file in files)
 
 
 def _write_manifest(directory: Path, frame: pd.DataFrame) -> None:
@@ -526,7 +546,7 @@ def _write_manifest(directory: Path, frame: pd.DataFrame) -> None:
 
 def _remove_unreferenced(directory: Path, rows: Any) -> list[str]:
     """Deletes arrays no manifest row points to (left by interrupted or superseded runs)."""
-    referenced = {row[key] for row in rows for key in ("image_file", "label_file")}
+    referenced = {row[key] for row in rows for key in ("image_file", "label_file") if row[key]}
     removed = []
     for path in sorted((directory / CASES_DIR).iterdir()):
         relative = f"{CASES_DIR}/{path.name}"

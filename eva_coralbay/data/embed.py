@@ -11,8 +11,8 @@ import math
 import os
 import pathlib
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from eva_coralbay import _io
 from eva_coralbay.data.profile import PreprocessingProfile
@@ -195,6 +195,30 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
     return None if name is None else getattr(torch, name)
 
 
+def multiscale_pooling(encoder: nn.Module) -> Callable[[list[torch.Tensor]], torch.Tensor]:
+    """The encoder's pooling of its feature maps into the multi-scale embedding.
+
+    CoralBay calls it `forward_multiscale`; eva's SwinUNETR-family backbones (VoCo, SuPreM, the
+    Universal Model) `forward_encoders`. Both average each map and concatenate.
+
+    Raises:
+        TypeError: When the encoder has no `forward_features` or neither pooling method.
+    """
+    if not callable(getattr(encoder, "forward_features", None)):
+        raise TypeError(
+            f"{type(encoder).__name__} has no forward_features: whole-scan embedding needs an "
+            "encoder that returns its feature maps (a SwinUNETR-style backbone)"
+        )
+    for name in ("forward_multiscale", "forward_encoders"):
+        method = getattr(encoder, name, None)
+        if callable(method):
+            return cast("Callable[[list[torch.Tensor]], torch.Tensor]", method)
+    raise TypeError(
+        f"{type(encoder).__name__} has neither forward_multiscale nor forward_encoders to pool "
+        "its feature maps into a multi-scale embedding"
+    )
+
+
 def embed_volume(
     encoder: nn.Module,
     volume: torch.Tensor,
@@ -214,8 +238,9 @@ def embed_volume(
     channel (`WindowGrid.axis_weights`), so memory is one batch of windows, whatever the scan.
 
     Args:
-        encoder: A SwinUNETR-style encoder with `forward_features` (six maps) and
-            `forward_multiscale` (pooled multi-scale vector), built without its own inferer.
+        encoder: A SwinUNETR-style encoder with `forward_features` (six maps) and a pooling
+            of them into the multi-scale vector (`multiscale_pooling`), built without its own
+            inferer.
         volume: The standardised scan, `[1, X, Y, Z]`, on the CPU.
         roi_size: Window size in voxels; each a multiple of 32.
         overlap: Fraction of a window shared with its neighbour, in [0, 1).
@@ -230,6 +255,7 @@ def embed_volume(
 
     Raises:
         ValueError: For a bad window size, overlap, batch size or precision.
+        TypeError: For an encoder without feature maps or their pooling.
     """
     import torch
     import torch.nn.functional as F
@@ -237,7 +263,8 @@ def embed_volume(
     dtype = autocast_dtype(precision)
     if sw_batch_size < 1:
         raise ValueError(f"sw_batch_size must be at least 1, got {sw_batch_size}")
-    multiscale: Any = encoder.eval()  # forward_features / forward_multiscale
+    pool = multiscale_pooling(encoder)
+    multiscale: Any = encoder.eval()  # forward_features
     target = torch.device(device) if device is not None else next(encoder.parameters()).device
     grid = window_grid(volume.shape[1:], roi_size, overlap)
     padding = [amount for axis in reversed(range(3)) for amount in grid.pad[axis]]
@@ -276,7 +303,7 @@ def embed_volume(
             del maps, crops
         means = [total.float()[None, :, None, None, None] for total in sums]
         # Pooling 1x1x1 maps is the identity: the encoder still picks and orders the scales.
-        pooled = multiscale.forward_multiscale(means)
+        pooled = pool(means)
     return pooled[0].float().cpu()
 
 

@@ -523,9 +523,23 @@ BENCHMARKS: tuple[Benchmark, ...] = (
             "quantitative measurements, and prognosis of COVID-19 pneumonia using "
             "computed tomography, Cell 181, 1423 (2020)"
         ),
-        num_classes=3,
+        license=(
+            "terms of the China National Center for Bioinformation's download page "
+            "(http://ncov-ai.big.ac.cn/download); no licence name could be verified from here"
+        ),
+        split_source=(
+            "VoCo's fold tables CC_CCII_fold0_{train,valid}.csv (github.com/Luffy03/"
+            "Large-Scale-Medical, Downstream/monai/CC-CCII/csv/), the split eva's CC_CCII "
+            "reads: 2514 / 1664 scans, no patient in both; without them (slice-folder release "
+            "only) one patient in three by a SHA-256 of the id, which is not eva's split"
+        ),
+        classes=("normal", "common_pneumonia", "novel_coronavirus_pneumonia"),
+        native_classes=("Normal", "CP", "NCP"),
+        expected_cases=(("train", 2514), ("val", 1664)),
         image_sources=("cc_ccii",),
         eva_datasets=("CC_CCII",),
+        adapter="CC_CCII",
+        config="radiology/offline/classification/cc_ccii.yaml",
     ),
     Benchmark(
         id="luna25",

@@ -32,3 +32,18 @@ def test_classification_tasks_are_documented(adapter: type[adapters.OrganMNIST3D
     row = next(line for line in DOC.splitlines() if line.startswith(f"| `{adapter.task_id}` |"))
     assert f"{counts['train']} / {counts['val']} / {counts['test']}" in row
     assert f"`eva_coralbay.data.adapters.{adapter.__name__}`" in DOC
+
+
+def test_every_leaderboard_task_has_an_adapter_a_config_and_a_split_source() -> None:
+    from eva_coralbay import tasks
+    from eva_coralbay.leaderboard.seeds import EVA_PR_1021_TASKS
+
+    section = DOC[DOC.index("### The leaderboard's tasks") : DOC.index("## Using a task")]
+    for task_id in EVA_PR_1021_TASKS:
+        record = tasks.get_benchmark(task_id)
+        assert record.adapter and record.config, task_id
+        row = next(line for line in section.splitlines() if line.startswith(f"| `{task_id}` |"))
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[1] == f"`{record.adapter}`", row
+        assert cells[2] == f"`{record.config.removeprefix('radiology/')}`", row
+        assert all(cells[3:]), row

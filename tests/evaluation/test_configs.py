@@ -27,9 +27,10 @@ from eva_coralbay.data import adapters
 from eva_coralbay.data.adapters.medmnist3d import MedMNIST3D
 from eva_coralbay.data.cache import preprocess
 from eva_coralbay.data.profile import PreprocessingProfile
-from eva_coralbay.data.synthetic import layouts
+from eva_coralbay.data.synthetic import cc_ccii, layouts
 from eva_coralbay.data.synthetic.medmnist import write_npz
 from eva_coralbay.leaderboard import eva_run, protocol, submit, tasks
+from eva_coralbay.tasks import get_benchmark
 from tests.conftest import REPOSITORY_ROOT
 from tests.data.adapter_fixtures import NativeRoots, load_nifti, native_roots
 from tests.evaluation import eva_runs
@@ -85,6 +86,7 @@ def test_every_benchmark_has_a_config() -> None:
         adapters.OrganMNIST3D.task_id,
         adapters.NoduleMNIST3D.task_id,
         adapters.LUNA25.task_id,
+        "cc_ccii",
         "organ_patches",
         "decathlon_format_organs",
     }
@@ -208,6 +210,7 @@ def test_segmentation_configs_follow_the_protocol(
         ("organmnist", "organmnist", 11),
         ("nodulemnist", "nodulemnist", 2),
         ("organ_patches", "totalsegmentator_v2_organs", len(configs.TOTALSEGMENTATOR_ORGANS)),
+        ("cc_ccii", "cc-ccii", 3),
     ],
 )
 def test_probe_configs_follow_the_protocol(
@@ -219,8 +222,16 @@ def test_probe_configs_follow_the_protocol(
     assert trainer["default_root_dir"] == f"logs/radiology/coralbay/{task_id}"
     writer = _callback(config, "ClassificationEmbeddingsWriter")
     assert writer["output_dir"] == f"./data/embeddings/radiology/coralbay/{task_id}"
-    assert writer["backbone"]["class_path"] == "eva_coralbay.models.ModelFromRegistry"
-    backbone = _init(writer["backbone"])
+    backbone = writer["backbone"]
+    if name == "cc_ccii":  # whole scans: the same encoder, window by window
+        assert backbone["class_path"] == "eva_coralbay.evaluation.WholeScanEmbedder"
+        windows = _init(backbone)
+        assert (windows["roi_size"], windows["overlap"]) == (96, 0.5)
+        backbone = windows["encoder"]
+        predict_loader = config["data"]["init_args"]["dataloaders"]["predict"]
+        assert predict_loader["batch_size"] == 1  # scans differ in size
+    assert backbone["class_path"] == "eva_coralbay.models.ModelFromRegistry"
+    backbone = _init(backbone)
     # No out_indices: the encoder's multi-scale embedding, 24 F = 1152 dims for CoralBay.
     assert backbone["model_name"] == "radiology/coralbay" and "out_indices" not in backbone
     head = model["head"]
@@ -242,7 +253,7 @@ def test_probe_configs_follow_the_protocol(
         assert _init(metrics)["num_classes"] == num_classes
         assert _init(metrics).get("average", "macro") == "macro"  # = balanced accuracy
     predict = config["data"]["init_args"]["datasets"]["predict"]
-    splits = ("train", "val", "test") if name != "organ_patches" else ("train", "val")
+    splits = ("train", "val", "test") if "mnist" in name else ("train", "val")
     assert len(predict) == len(splits)
     assert list(writer["dataloader_idx_map"].values()) == list(splits)
     datasets = config["data"]["init_args"]["datasets"]
@@ -628,3 +639,42 @@ def test_organ_patch_config_builds_over_totalsegmentator(
     monkeypatch.setenv("NUM_CLASSES", "4")
     with pytest.raises(Exception, match="num_classes=4"):
         eva_runs.instantiate(_config(configs.CLASSIFICATION_DIR, "organ_patches"))
+
+
+@pytest.mark.slow(expected_s=60)
+def test_whole_scan_probe_runs_end_to_end_on_cc_ccii(tmp_path: pathlib.Path) -> None:
+    root = cc_ccii.write_npy_release(tmp_path / "data")
+    embeddings = tmp_path / "embeddings"
+    env = eva_runs.clean_environment(
+        {
+            **eva_runs.SMALL_CLASSIFICATION,
+            "DATA_ROOT": str(root),
+            "OUTPUT_ROOT": str(tmp_path / "logs" / "cc-ccii"),
+            "EMBEDDINGS_ROOT": str(embeddings),
+            # 350 mm / 6 mm: each synthetic scan (59 x 59 x 50 voxels) is one 64^3 window.
+            "PROFILE": "{spacing: [6, 6, 6]}",
+            "ROI_SIZE": "64",
+            "SW_OVERLAP": "0",
+        },
+        tmp_path / "cache",
+    )
+    session = eva_runs.run_eva(
+        "predict_fit", _config(configs.CLASSIFICATION_DIR, "cc_ccii"), env, tmp_path / "eva.log"
+    )
+    val = [scan for scan in cc_ccii.DEFAULT_SCANS if scan.split == "val"]
+    classes = list(get_benchmark("cc-ccii").classes)
+    table = _check_probe_session(session, {"val": len(val)}, classes, binary=False)
+    # One embedding per scan, named after its file, each the pooled multi-scale vector.
+    assert set(table["case_id"]) == {
+        f"CC-CCII_public/data/p{scan.patient_id}-s{scan.scan_id}.pt" for scan in val
+    }
+    written = embeddings / "radiology" / "coralbay_random" / "cc-ccii"
+    manifest = pd.read_csv(written / "manifest.csv")
+    assert len(manifest) == len(cc_ccii.DEFAULT_SCANS)
+    assert dict(zip(manifest["origin"], manifest["target"], strict=True)) == {
+        f"CC-CCII_public/data/p{scan.patient_id}-s{scan.scan_id}.npy": scan.target
+        for scan in cc_ccii.DEFAULT_SCANS
+    }
+    (embedding,) = torch.load(written / manifest["embeddings"].iloc[0])
+    assert tuple(embedding.shape) == (24 * 12,)
+    _check_submission(session, "cc-ccii", "val/MulticlassAccuracy")

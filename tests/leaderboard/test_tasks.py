@@ -45,6 +45,7 @@ def test_registry_covers_the_issue_tasks() -> None:
         "msd_task10_colon": ("segmentation", "MSDColon"),
         "organmnist": ("classification", "OrganMNIST3D"),
         "nodulemnist": ("classification", "NoduleMNIST3D"),
+        "cc-ccii": ("classification", "CC_CCII"),
     }
     for task_id, (kind, adapter) in expected.items():
         task = get_task(task_id)

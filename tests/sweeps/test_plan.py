@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 
@@ -27,7 +28,7 @@ def _plan(tmp_path: pathlib.Path, task_ids: str, *sets: str, model=RANDOM) -> li
     )
 
 
-def test_task_selection_by_type_list_and_bad_ids() -> None:
+def test_task_selection_by_type_list_and_bad_ids(monkeypatch: pytest.MonkeyPatch) -> None:
     classification = planning.select_tasks("classification")
     assert {record.id for record in classification} == {
         record.id
@@ -40,6 +41,9 @@ def test_task_selection_by_type_list_and_bad_ids() -> None:
         planning.PlanError, match=r"unknown task 'btvc' \(did you mean btcv\?\).*lits17"
     ):
         planning.select_tasks("btvc")
+    # Every leaderboard task ships a config; a record without one cannot be planned.
+    unshipped = dataclasses.replace(tasks.CATALOGUE["cc-ccii"], config=None)
+    monkeypatch.setitem(tasks.CATALOGUE, "cc-ccii", unshipped)
     with pytest.raises(planning.PlanError, match="cc-ccii has no shipped config"):
         planning.select_tasks("cc-ccii")
 

@@ -9,6 +9,7 @@ canonical vocabulary (`vocabulary.CANONICAL_CLASSES`), its licence, `prepare_dat
 from eva_coralbay.data.adapters.amos22 import AMOS22CT
 from eva_coralbay.data.adapters.base import Case, SegmentationAdapter, StandardCase
 from eva_coralbay.data.adapters.btcv import BTCV
+from eva_coralbay.data.adapters.cc_ccii import CC_CCII
 from eva_coralbay.data.adapters.chaos import CHAOS
 from eva_coralbay.data.adapters.decathlon_format import DecathlonFormat
 from eva_coralbay.data.adapters.flare22 import FLARE22
@@ -45,9 +46,13 @@ SEGMENTATION_ADAPTERS: tuple[type[SegmentationAdapter], ...] = (
 )
 """Every segmentation benchmark, in leaderboard order."""
 
+SCAN_ADAPTERS: tuple[type[CC_CCII], ...] = (CC_CCII,)
+"""Scan-level classification benchmarks: whole scans, standardised and cached like segmentation
+cases (`coralbay preprocess`), one class per scan."""
 
-def adapter_by_name(name: str) -> type[SegmentationAdapter]:
-    """The segmentation adapter class of a class name ("BTCV") or task id ("btcv").
+
+def adapter_by_name(name: str) -> type[SegmentationAdapter] | type[CC_CCII]:
+    """The adapter class of a class name ("BTCV") or task id ("btcv") that `preprocess` caches.
 
     Besides the benchmarks, "DecathlonFormat" ("decathlon_format") names the adapter of any
     dataset in the Decathlon / nnU-Net raw layout.
@@ -55,21 +60,22 @@ def adapter_by_name(name: str) -> type[SegmentationAdapter]:
     Raises:
         ValueError: For an unknown name; the message lists the known ones.
     """
-    for adapter in (*SEGMENTATION_ADAPTERS, DecathlonFormat):
+    cached = (*SEGMENTATION_ADAPTERS, DecathlonFormat, *SCAN_ADAPTERS)
+    for adapter in cached:
         if name in (adapter.__name__, adapter.task_id):
             return adapter
-    known = ", ".join(
-        f"{a.__name__} ({a.task_id})" for a in (*SEGMENTATION_ADAPTERS, DecathlonFormat)
-    )
+    known = ", ".join(f"{a.__name__} ({a.task_id})" for a in cached)
     raise ValueError(f"unknown dataset {name!r}; known: {known}")
 
 
 __all__ = [
     "AMOS22CT",
     "BTCV",
+    "CC_CCII",
     "CHAOS",
     "FLARE22",
     "LUNA25",
+    "SCAN_ADAPTERS",
     "SEGMENTATION_ADAPTERS",
     "WORD",
     "Case",
