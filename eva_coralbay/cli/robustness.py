@@ -41,7 +41,11 @@ def register(subparsers: Any) -> None:
         metavar="SCAN",
         help="scans: files, DICOM series folders, folders, globs or manifests",
     )
-    source.add_argument("--task", help="a segmentation task id: its validation scans")
+    source.add_argument(
+        "--task",
+        help="a segmentation task id, or decathlon_format for any Decathlon-layout dataset: "
+        "its validation scans",
+    )
     parser.add_argument(
         "--data-root", type=pathlib.Path, help="with --task: the task's data in its native layout"
     )
@@ -77,6 +81,7 @@ def _fail(message: str) -> int:
 def run(args: argparse.Namespace) -> int:
     """Measures, writes the record and prints a summary; returns the exit status."""
     from eva_coralbay.evaluation import robustness
+    from eva_coralbay.leaderboard import robustness_record
 
     try:
         windows = [robustness.parse_window(text) for text in args.window]
@@ -125,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
             settings,
             on_scan=lambda scan: print(f"measuring {scan}", file=sys.stderr),
         )
-        written = robustness.write_record(
+        written = robustness_record.write_record(
             robustness.build_record(
                 measured,
                 model=args.model,

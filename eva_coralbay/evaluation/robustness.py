@@ -4,32 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
 import importlib.metadata
-import json
 import math
 import os
-import pathlib
 from collections.abc import Callable, Mapping, Sequence
-from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from eva_coralbay import _io
 from eva_coralbay.data.profile import PreprocessingProfile
+from eva_coralbay.leaderboard.robustness_record import RECORD_TYPE, SCHEMA_VERSION
 
 if TYPE_CHECKING:
     import torch
     from monai.data.meta_tensor import MetaTensor
     from torch import nn
-
-RECORD_TYPE = "coralbay-robustness"
-"""The `record_type` of a robustness record: not a leaderboard submission, a record of its own."""
-
-SCHEMA_VERSION = 1
-"""The version written into every new robustness record."""
-
-SCHEMA_FILE = "robustness.schema.json"
-"""The JSON Schema of a robustness record, shipped inside this package."""
 
 CENTRE_SHIFT_HU = 100.0
 """How far the window's centre moves, each way."""
@@ -422,62 +409,6 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-@functools.cache
-def load_schema() -> dict[str, Any]:
-    """Returns the robustness record's JSON Schema."""
-    text = (
-        resources.files("eva_coralbay.evaluation").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
-    )
-    return json.loads(text)
-
-
-def record_problems(candidate: Any) -> list[str]:
-    """Every way `candidate` violates the schema, as `<JSON path>: <message>`; [] when valid."""
-    import jsonschema.validators
-
-    document = load_schema()
-    validator_class = jsonschema.validators.validator_for(document)
-    validator_class.check_schema(document)
-    return [
-        f"{error.json_path}: {error.message}"
-        for error in validator_class(document).iter_errors(candidate)
-    ]
-
-
-def write_record(candidate: Mapping[str, Any], path: str | os.PathLike[str]) -> pathlib.Path:
-    """Validates a robustness record and writes it atomically as canonical JSON.
-
-    Raises:
-        ValueError: Listing every schema violation (nothing is written).
-    """
-    problems = record_problems(candidate)
-    if problems:
-        raise ValueError(
-            "invalid robustness record:\n" + "\n".join(f"  - {problem}" for problem in problems)
-        )
-    target = pathlib.Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(candidate, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    _io.atomic_write_text(target, text)
-    return target
-
-
-def read_record(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Reads and validates a robustness record.
-
-    Raises:
-        ValueError: When the file is not valid JSON or not a valid record (naming the file).
-    """
-    try:
-        candidate = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: cannot read a robustness record ({error})") from None
-    problems = record_problems(candidate)
-    if problems:
-        raise ValueError(f"{path}: invalid robustness record: " + "; ".join(problems))
-    return candidate
-
-
 def task_scans(task_id: str, data_root: str | os.PathLike[str], split: str = "val") -> list[str]:
     """The scans of a segmentation task's split, as its adapter finds them under `data_root`.
 
@@ -489,13 +420,16 @@ def task_scans(task_id: str, data_root: str | os.PathLike[str], split: str = "va
     from eva_coralbay.data import adapters
 
     benchmark = tasks.CATALOGUE.get(task_id)
-    if benchmark is None:
-        raise ValueError(f"unknown task {task_id!r}; known: {', '.join(tasks.CATALOGUE)}")
-    if benchmark.synthetic:
-        adapter = adapters.DecathlonFormat  # the demo's phantoms are written in that layout
-    elif benchmark.type == "segmentation" and benchmark.adapter is not None:
-        adapter = adapters.adapter_by_name(benchmark.adapter)
+    if benchmark is not None:
+        adapter = None
+        if benchmark.type == "segmentation" and benchmark.adapter is not None:
+            adapter = adapters.adapter_by_name(benchmark.adapter)
+    elif task_id == adapters.DecathlonFormat.task_id:  # any dataset in the Decathlon layout
+        adapter = adapters.DecathlonFormat
     else:
+        known = ", ".join([*tasks.CATALOGUE, adapters.DecathlonFormat.task_id])
+        raise ValueError(f"unknown task {task_id!r}; known: {known}")
+    if adapter is None or not issubclass(adapter, adapters.SegmentationAdapter):
         raise ValueError(
             f"task {task_id!r} has no whole CT scans to perturb (its samples are patches or "
             "pre-cropped volumes); give the scans with --data instead"

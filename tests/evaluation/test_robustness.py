@@ -16,6 +16,7 @@ from torch import nn
 from eva_coralbay import cli
 from eva_coralbay.data.profile import CORALBAY_PROFILE, PreprocessingProfile
 from eva_coralbay.evaluation import robustness
+from eva_coralbay.leaderboard import robustness_record
 
 SPACING_MM = 4.0
 PROFILE = PreprocessingProfile(spacing=(SPACING_MM, SPACING_MM, SPACING_MM))
@@ -183,14 +184,14 @@ def test_the_record_is_validated_before_it_is_written(
         profile=PROFILE,
         settings=SETTINGS,
     )
-    path = robustness.write_record(record, tmp_path / "record.json")
-    assert robustness.read_record(path) == record
+    path = robustness_record.write_record(record, tmp_path / "record.json")
+    assert robustness_record.read_record(path) == record
     assert record["embedding"]["dim"] == 16 and record["orientation_identical"] is None
     bad = json.loads(json.dumps(record))
     bad["perturbations"][0]["mean_cosine"] = 1.5
     del bad["checkpoint_sha256"]
     with pytest.raises(ValueError, match="invalid robustness record") as raised:
-        robustness.write_record(bad, tmp_path / "bad.json")
+        robustness_record.write_record(bad, tmp_path / "bad.json")
     assert "'checkpoint_sha256' is a required property" in str(raised.value)
     assert "$.perturbations[0].mean_cosine: 1.5 is greater than the maximum of 1" in str(
         raised.value
@@ -204,7 +205,7 @@ def test_task_scans_are_its_validation_scans_and_a_probe_task_is_refused(
     from eva_coralbay.data.synthetic import layouts
 
     root = layouts.write_decathlon_format(tmp_path / "phantoms", train=(1, 2), val=(3, 4))
-    scans = robustness.task_scans("demo_phantom_segmentation", root)
+    scans = robustness.task_scans("decathlon_format", root)
     assert [pathlib.Path(scan).name for scan in scans] == [
         "phantom_003.nii.gz",
         "phantom_004.nii.gz",
@@ -235,7 +236,7 @@ def test_coralbay_robustness_runs_on_a_real_scan(
     ]  # fmt: skip
 
     assert cli.main(arguments) == 0
-    record = robustness.read_record(output)
+    record = robustness_record.read_record(output)
     assert record["model"] == "radiology/coralbay" and record["checkpoint"] == str(checkpoint)
     assert record["profile"] == CORALBAY_PROFILE.to_dict()
     assert record["embedding"]["dim"] == 24 * 12
