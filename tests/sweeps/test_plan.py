@@ -9,6 +9,7 @@ import pathlib
 import pytest
 
 from eva_coralbay import cli, demo, tasks
+from eva_coralbay.leaderboard import tasks as leaderboard_tasks
 from eva_coralbay.sweeps import launch, records
 from eva_coralbay.sweeps import plan as planning
 from tests.leaderboard import eva_output
@@ -28,7 +29,7 @@ def _plan(tmp_path: pathlib.Path, task_ids: str, *sets: str, model=RANDOM) -> li
     )
 
 
-def test_task_selection_by_type_list_and_bad_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_task_selection_by_type_list_and_bad_ids() -> None:
     classification = planning.select_tasks("classification")
     assert {record.id for record in classification} == {
         record.id
@@ -42,10 +43,12 @@ def test_task_selection_by_type_list_and_bad_ids(monkeypatch: pytest.MonkeyPatch
     ):
         planning.select_tasks("btvc")
     # Every leaderboard task ships a config; a record without one cannot be planned.
-    unshipped = dataclasses.replace(tasks.CATALOGUE["cc-ccii"], config=None)
-    monkeypatch.setitem(tasks.CATALOGUE, "cc-ccii", unshipped)
+    unshipped = [
+        dataclasses.replace(record, config=None) if record.id == "cc-ccii" else record
+        for record in tasks.BENCHMARKS
+    ]
     with pytest.raises(planning.PlanError, match="cc-ccii has no shipped config"):
-        planning.select_tasks("cc-ccii")
+        planning.select_tasks("cc-ccii", leaderboard_tasks.Registry(unshipped))
 
 
 def test_jobs_carry_the_config_the_data_and_the_model(tmp_path: pathlib.Path) -> None:
