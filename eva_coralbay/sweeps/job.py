@@ -21,6 +21,7 @@ def run_job(
     launcher: str = "local",
     slurm_job_id: str | None = None,
     stop: threading.Event | None = None,
+    threads: int | None = None,
 ) -> records.JobRecord:
     """Runs one job to its end under its lock and records the outcome; never raises for eva.
 
@@ -29,6 +30,8 @@ def run_job(
         launcher: "local" or "slurm" (recorded).
         slurm_job_id: The SLURM job id (recorded).
         stop: When set while eva runs, eva is terminated and the job recorded as cancelled.
+        threads: The intra-op threads eva may use (`OMP_NUM_THREADS`), unless the environment
+            or the job already sets them; None leaves torch's default (every core).
 
     Raises:
         records.LockedError: When another process is running this job.
@@ -47,6 +50,8 @@ def run_job(
         record.write(job.folder)
         started = time.monotonic()
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", **job.env}
+        if threads is not None:
+            environment.setdefault("OMP_NUM_THREADS", str(threads))
         with job.log.open("w", encoding="utf-8") as log:
             log.write(f"$ {' '.join(job.command(sys.executable))}\n")
             log.write("".join(f"  {key}={value}\n" for key, value in sorted(job.env.items())))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import shutil
 import subprocess
@@ -119,12 +120,17 @@ def run_local(
 ) -> list[records.JobRecord]:
     """Runs the jobs on this machine, `max_parallel` at a time; Ctrl-C cancels all of them.
 
+    Jobs that run side by side share the cores (`threads_per_job`): torch would otherwise give
+    each of them a thread per core, and oversubscribed cores run every job slower.
+
     Raises:
         KeyboardInterrupt: After the running jobs were stopped and recorded as cancelled.
     """
     stop = threading.Event()
-    with futures.ThreadPoolExecutor(max_workers=max(1, max_parallel)) as pool:
-        pending = {pool.submit(_run_unless_stopped, job, stop): job for job in jobs}
+    parallel = max(1, min(max_parallel, len(jobs)))
+    threads = threads_per_job(parallel) if parallel > 1 else None
+    with futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+        pending = {pool.submit(_run_unless_stopped, job, stop, threads): job for job in jobs}
         try:
             while not all(future.done() for future in pending):
                 futures.wait(pending, timeout=1.0)
@@ -137,7 +143,13 @@ def run_local(
     return [future.result() for future in pending]
 
 
-def _run_unless_stopped(job: Job, stop: threading.Event) -> records.JobRecord:
+def threads_per_job(parallel: int) -> int:
+    """Intra-op threads for each of `parallel` jobs sharing this process's cores (at least 1)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // parallel)
+
+
+def _run_unless_stopped(job: Job, stop: threading.Event, threads: int | None) -> records.JobRecord:
     if stop.is_set():
         record = records.JobRecord(
             job.task_id, "cancelled", job.fingerprint(), message="not started"
@@ -145,7 +157,7 @@ def _run_unless_stopped(job: Job, stop: threading.Event) -> records.JobRecord:
         record.write(job.folder)
         return record
     try:
-        return run_job(job, stop=stop)
+        return run_job(job, stop=stop, threads=threads)
     except records.LockedError as error:
         return records.JobRecord(job.task_id, "failed", job.fingerprint(), message=str(error))
 

@@ -235,3 +235,42 @@ def test_probe_variants_cap_the_training_samples_of_each_class(tmp_path: pathlib
     assert one.fingerprint() != every.fingerprint()
     with pytest.raises(planning.PlanError, match="--train-samples-per-class '0'"):
         planning.parse_train_cases("0", "--train-samples-per-class")
+
+
+_STAND_IN_FOR_EVA = """
+import os, pathlib, sys, time
+folder, wait = pathlib.Path(sys.argv[1]), sys.argv[2] == "wait"
+(folder / "threads").write_text(os.environ.get("OMP_NUM_THREADS", "unset"))
+(folder / "started").touch()
+deadline = time.monotonic() + 60
+while wait and time.monotonic() < deadline:  # until the other job has started too
+    if any(path.parent != folder for path in folder.parent.glob("*/started")):
+        sys.exit(0)
+    time.sleep(0.05)
+sys.exit(3 if wait else 0)
+"""
+
+
+@pytest.mark.parametrize("max_parallel", [1, 2])
+def test_local_jobs_side_by_side_share_the_cores(
+    tmp_path: pathlib.Path, max_parallel: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    jobs = _plan(tmp_path, "btcv,word")
+    # Each job stands in for eva and records its threads; side by side, each also waits for the
+    # other to start, so it exits 0 only when both ran at once.
+    wait = "wait" if max_parallel > 1 else "no-wait"
+    monkeypatch.setattr(
+        planning.Job,
+        "command",
+        lambda job, python: [python, "-c", _STAND_IN_FOR_EVA, str(job.folder), wait],
+    )
+    for job in jobs:
+        job.folder.mkdir(parents=True)
+    outcomes = launch.run_local(jobs, max_parallel=max_parallel)
+    assert [outcome.exit_code for outcome in outcomes] == [0, 0]
+    threads = [(job.folder / "threads").read_text() for job in jobs]
+    if max_parallel == 1:
+        assert threads == ["unset", "unset"]  # one job at a time keeps torch's default
+    else:
+        assert threads == [str(launch.threads_per_job(2))] * 2
