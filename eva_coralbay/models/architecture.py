@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pathlib
+from collections.abc import Sequence
 from typing import Any
 
 from eva_coralbay.models import preprocessing
@@ -23,6 +25,30 @@ NUM_HEADS = (3, 6, 12, 24)
 
 SIZE_MULTIPLE = PATCH_SIZE * 2 ** len(DEPTHS)
 """Input sides must be multiples of this: the patch embedding and one merging per stage."""
+
+
+def input_size_problems(spatial: Sequence[int]) -> list[str]:
+    """What makes spatial input sizes (D, H, W) unrunnable by the encoder; [] when they run.
+
+    Each side must be a multiple of `SIZE_MULTIPLE`, and the deepest feature map must hold more
+    than one voxel: the instance norm of the conv block on it cannot normalise a single value.
+    """
+    problems = []
+    for name, size in zip("DHW", spatial, strict=True):
+        if size % SIZE_MULTIPLE:
+            below = size // SIZE_MULTIPLE * SIZE_MULTIPLE
+            nearest = f"{below} or {below + SIZE_MULTIPLE}" if below else f"{SIZE_MULTIPLE}"
+            problems.append(
+                f"{name}={size} is not a multiple of {SIZE_MULTIPLE} (nearest valid: {nearest})"
+            )
+    if not problems and math.prod(size // SIZE_MULTIPLE for size in spatial) < 2:
+        problems.append(
+            f"the deepest feature map ({SIZE_MULTIPLE}x coarser) would be a single voxel, which "
+            "the instance norm of its conv block cannot normalise; use "
+            f"{2 * SIZE_MULTIPLE} or more along at least one axis"
+        )
+    return problems
+
 
 MODEL_TYPE = "coralbay"
 """The `model_type` written into every CoralBay `config.json`."""

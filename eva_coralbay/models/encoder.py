@@ -12,32 +12,25 @@ from torch import nn
 from typing_extensions import override
 
 from eva_coralbay.models import swin3d
-from eva_coralbay.models.architecture import SIZE_MULTIPLE, EncoderConfig
+from eva_coralbay.models.architecture import EncoderConfig, input_size_problems
 from eva_coralbay.models.conv_blocks import run_unetr_block
 
 EmbeddingsType = Literal["multiscale", "head"]
 
 
 def check_spatial_shape(shape: torch.Size | tuple[int, ...]) -> None:
-    """Rejects a (B, C, D, H, W) shape whose spatial sizes are not multiples of 32.
+    """Rejects a (B, C, D, H, W) shape the encoder cannot run: sizes not multiples of 32, or 32³.
 
     Raises:
         ValueError: Naming the shape and, per offending dimension, the nearest valid sizes.
     """
     if len(shape) != 5:
         raise ValueError(f"expected a 5D input (B, C, D, H, W), got shape {tuple(shape)}")
-    problems = []
-    for name, size in zip("DHW", shape[2:], strict=True):
-        if size % SIZE_MULTIPLE:
-            below = size // SIZE_MULTIPLE * SIZE_MULTIPLE
-            above = below + SIZE_MULTIPLE
-            nearest = f"{below} or {above}" if below else f"{above}"
-            problems.append(f"{name}={size} (nearest valid: {nearest})")
+    problems = input_size_problems(shape[2:])
     if problems:
-        raise ValueError(
-            f"input shape {tuple(shape)}: spatial sizes must be multiples of {SIZE_MULTIPLE}; "
-            + ", ".join(problems)
-        )
+        # For a single-voxel deepest map MONAI's own error ("more than 1 spatial element when
+        # training") comes from deep inside the network, and in eval mode too.
+        raise ValueError(f"input shape {tuple(shape)}: " + "; ".join(problems))
 
 
 def upsample_mask(mask: torch.Tensor, factor: int) -> torch.Tensor:

@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from eva_coralbay.models.architecture import SIZE_MULTIPLE
+from eva_coralbay.models.architecture import input_size_problems
 
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 """Accepted `trainer.precision`: the teacher's EMA and the optimiser state stay in float32, so
@@ -312,14 +312,9 @@ def _crop_shape(name: str, size: Any) -> list[int]:
     shape = [size] * 3 if isinstance(size, int) else list(size)
     if len(shape) != 3 or not all(isinstance(side, int) and side > 0 for side in shape):
         raise ValueError(f"{name} must be a positive int or three positive ints, got {size!r}")
-    # The encoder downsamples by 32; at a 1-voxel deepest map instance norm cannot train and
-    # the 16F-channel block of the multi-scale embedding would be constant.
-    if any(side % SIZE_MULTIPLE for side in shape) or math.prod(shape) < 2 * SIZE_MULTIPLE**3:
-        raise ValueError(
-            f"{name} must have sides that are multiples of {SIZE_MULTIPLE} and be larger than "
-            f"{SIZE_MULTIPLE}^3 (the encoder downsamples by {SIZE_MULTIPLE} and its deepest "
-            f"instance norm needs more than one voxel), got {size!r}"
-        )
+    problems = input_size_problems(shape)
+    if problems:
+        raise ValueError(f"{name}={size!r}: " + "; ".join(problems))
     return shape
 
 

@@ -146,12 +146,23 @@ def test_spatial_size_not_multiple_of_32_names_shape_and_nearest_sizes() -> None
         ours(_image(1, 1, 100, 64, 20))
     message = str(error.value)
     assert "(1, 1, 100, 64, 20)" in message
-    assert "D=100 (nearest valid: 96 or 128)" in message
-    assert "W=20 (nearest valid: 32)" in message
+    assert "D=100 is not a multiple of 32 (nearest valid: 96 or 128)" in message
+    assert "W=20 is not a multiple of 32 (nearest valid: 32)" in message
     assert "H=" not in message
     check_spatial_shape((2, 1, 32, 64, 96))  # valid: no error
     with pytest.raises(ValueError, match="5D"):
         check_spatial_shape((1, 32, 32, 32))
+
+
+def test_a_32_cube_is_refused_up_front_as_eva_fails_on_it_deep_inside() -> None:
+    ours = CoralBayEncoder(feature_size=12).eval()
+    with pytest.raises(ValueError, match=r"\(4, 1, 32, 32, 32\).*single voxel.*64"):
+        ours(_image(4, 1, 32, 32, 32))
+    # eva's encoder fails on the same input, in eval mode too, with MONAI's misleading message.
+    reference = SwinUNETREncoder(feature_size=12).eval()
+    with torch.no_grad(), pytest.raises(ValueError, match="more than 1 spatial element"):
+        reference(_image(4, 1, 32, 32, 32))
+    check_spatial_shape((4, 1, 32, 32, 64))  # a 1x1x2 deepest map is enough
 
 
 def test_out_indices_and_embeddings_type() -> None:
