@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 from typing import Any
+
+from eva_coralbay.cli import arguments
 
 ORDER = 35
 
@@ -26,7 +27,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--model", default="radiology/coralbay", help="backbone registry name")
     parser.add_argument("--checkpoint", help="weights instead of the model's own (path or HF id)")
     parser.add_argument(
-        "--model-kwargs", default="{}", help="JSON object of model keyword arguments"
+        "--model-kwargs",
+        type=arguments.json_object,
+        default={},
+        help="JSON object of model keyword arguments",
     )
     parser.add_argument(
         "--model-id", default="", help="folder and leaderboard id (default: derived)"
@@ -170,13 +174,7 @@ def _plan(args: argparse.Namespace) -> tuple[list[Any], Any]:
             f"--model {args.model!r} is not a 3D radiology backbone of eva's registry{hint} "
             f"Known: {', '.join(known)}"
         )
-    try:
-        kwargs = json.loads(args.model_kwargs)
-    except ValueError as error:
-        raise planning.PlanError(f"--model-kwargs is not JSON ({error})") from error
-    if not isinstance(kwargs, dict):
-        raise planning.PlanError("--model-kwargs must be a JSON object")
-    model = planning.ModelSpec(args.model, args.checkpoint, kwargs, args.model_id)
+    model = planning.ModelSpec(args.model, args.checkpoint, args.model_kwargs, args.model_id)
     data = {}
     for item in args.data:
         task_id, separator, path = item.partition("=")
@@ -328,7 +326,7 @@ def _submit(args: argparse.Namespace, done: list[Any], ran: set[str]) -> bool:
     from eva_coralbay.sweeps import plan as planning
 
     root = args.leaderboard_root or paths.default_root()
-    model = planning.ModelSpec(args.model, args.checkpoint, json.loads(args.model_kwargs))
+    model = planning.ModelSpec(args.model, args.checkpoint, args.model_kwargs)
     features = planning.feature_size(model)
     details = ModelDetails(
         embedding_dim=None if features is None else planning.EMBEDDING_WIDTH * features,

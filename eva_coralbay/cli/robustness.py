@@ -7,6 +7,8 @@ import pathlib
 import sys
 from typing import Any
 
+from eva_coralbay.cli import arguments
+
 ORDER = 37
 
 
@@ -33,6 +35,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--checkpoint", help="weights instead of the model's own: file, folder, URL or HF id"
+    )
+    parser.add_argument(
+        "--model-kwargs",
+        type=arguments.json_object,
+        default={},
+        help="JSON object of the registry model's keyword arguments (not with --checkpoint)",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -99,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             scans = robustness.task_scans(args.task, args.data_root)
         else:
             scans = [str(scan) for scan in find_scans(args.data)]
-        encoder = embed.load_model(args.model, args.checkpoint)
+        encoder = embed.load_model(args.model, args.checkpoint, args.model_kwargs)
         profile = profile_of_model(encoder, args.model)
         perturbations = robustness.select(
             robustness.default_perturbations(profile, windows), args.perturbations

@@ -11,7 +11,7 @@ import math
 import os
 import pathlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from eva_coralbay import _io
@@ -341,6 +341,7 @@ def _weighted_sum(
 def load_model(
     model: str,
     checkpoint: str | os.PathLike[str] | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> nn.Module:
     """Builds the encoder to embed with.
 
@@ -349,8 +350,17 @@ def load_model(
         checkpoint: Weights to load instead of the model's own (any SwinUNETR-family
             checkpoint: file, folder, URL or Hugging Face id); `model` then only names the
             preprocessing profile.
+        model_kwargs: Keyword arguments of the registry model (`{"feature_size": 12}`).
+
+    Raises:
+        ValueError: For keyword arguments with a checkpoint, which carries its architecture.
     """
     if checkpoint is not None:
+        if model_kwargs:
+            raise ValueError(
+                f"model keyword arguments {dict(model_kwargs)} with checkpoint {checkpoint}: a "
+                "checkpoint carries its own architecture"
+            )
         from eva_coralbay.models.weights import load_encoder
 
         return load_encoder(checkpoint)
@@ -359,7 +369,7 @@ def load_model(
     from eva_coralbay.models.registry import register_models
 
     register_models()
-    return backbone_registry.get(model)()
+    return backbone_registry.get(model)(**(model_kwargs or {}))
 
 
 def weights_hash(encoder: nn.Module) -> str:
