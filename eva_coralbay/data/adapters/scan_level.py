@@ -86,6 +86,9 @@ class ScanClassificationAdapter(VisionDataset[eva_tv_tensors.Volume, torch.Tenso
     split_names: ClassVar[tuple[str, ...]] = ("train", "val")
     """The splits a scan may belong to."""
 
+    native_classes: ClassVar[tuple[str, ...]] = ()
+    """The release's own class names by target; empty where the data name them (a table)."""
+
     def __init__(
         self,
         root: str,
