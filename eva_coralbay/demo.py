@@ -305,6 +305,8 @@ def real_benchmark(root: pathlib.Path, dataset_name: str) -> Dataset:
     from eva_coralbay.data import adapters
 
     adapter = adapters.adapter_by_name(dataset_name)
+    if not issubclass(adapter, adapters.SegmentationAdapter):
+        raise ValueError(f"{dataset_name}: the demo needs a segmentation dataset")
     task_id = adapter.task_id
     train = adapter(root=str(root), split="train", profile=None)
     train.configure()

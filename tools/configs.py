@@ -79,6 +79,8 @@ class ClassificationTask:
     """The config's file name without `.yaml` when it is not the task id."""
     whole_scan: bool = False
     """Whether each sample is a whole scan (of its own size), embedded window by window."""
+    binary: bool = False
+    """Whether the task has two classes when `class_names` is None (eva's binary metrics)."""
 
     @property
     def file_name(self) -> str:
@@ -256,8 +258,75 @@ def _cc_ccii_predict() -> str:
     return "\n".join(lines)
 
 
+def _scan_table_predict(num_classes: str) -> str:
+    lines = []
+    for index, split in enumerate(("train", "val")):
+        lines.append("        - class_path: eva_coralbay.data.adapters.ScanTable")
+        if index == 0:
+            lines += [
+                "          init_args: &PREDICT_DATASET_ARGS",
+                "            # The scan table (path, label, patient_id, split), or its folder.",
+                "            root: ${oc.env:DATA_ROOT, ./data/scans.csv}",
+                "            split: train",
+                "            # The preprocessing the model declares (as in segmentation).",
+                f"            profile: ${{oc.decode:${{oc.env:PROFILE, {MODEL_ENV}}}}}",
+                "            # The task's class names in target order; null: the table's labels,",
+                "            # naturally sorted.",
+                "            classes: ${oc.env:CLASSES, null}",
+                f"            num_classes: {num_classes}",
+                "            allow_incomplete: ${oc.env:ALLOW_INCOMPLETE, false}",
+            ]
+        else:
+            lines += [
+                "          init_args:",
+                "            <<: *PREDICT_DATASET_ARGS",
+                f"            split: {split}",
+            ]
+    return "\n".join(lines)
+
+
+def _scan_table_tasks() -> list[ClassificationTask]:
+    """The scan-level probe on any scan table: multiclass, and binary (eva's binary metrics)."""
+    about = (
+        "Scan-level, as cc_ccii.yaml: each whole scan, after the model's profile, embedded "
+        "window by window. DATA_ROOT: the scan table (.csv or .parquet with path, label, "
+        "patient_id and split train / val; paths relative to the table) or its folder holding "
+        "scans.csv; CLASSES: the class names in target order (a tasks.yaml task's classes), "
+        "else the table's labels; TASK_ID names the output folder (and the leaderboard task)."
+    )
+    documented = "See docs/evaluation.md, *Scan-level classification*."
+    return [
+        ClassificationTask(
+            task_id="scan_table",
+            title="Your own scan-labelled CT dataset, from a table (multiclass, whole scan)",
+            class_names=None,
+            predict_datasets=_scan_table_predict("*NUM_CLASSES"),
+            splits=("train", "val"),
+            about=f"{about} NUM_CLASSES: the number of classes (3 or more; for two, "
+            f"scan_table_binary.yaml). {documented}",
+            num_classes="${oc.env:NUM_CLASSES, 3}",
+            class_names_expression="${oc.env:CLASSES, null}  # null: the class indices",
+            task_id_env=True,
+            whole_scan=True,
+        ),
+        ClassificationTask(
+            task_id="scan_table",
+            title="Your own scan-labelled CT dataset, from a table (binary, whole scan)",
+            class_names=None,
+            predict_datasets=_scan_table_predict("2"),
+            splits=("train", "val"),
+            about=f"{about} {documented}",
+            class_names_expression="${oc.env:CLASSES, null}  # null: the class indices",
+            task_id_env=True,
+            file_stem="scan_table_binary",
+            whole_scan=True,
+            binary=True,
+        ),
+    ]
+
+
 def classification_tasks() -> list[ClassificationTask]:
-    """The probes: MedMNIST-3D, LUNA25, CC-CCII (whole scans) and organ patches."""
+    """The probes: MedMNIST-3D, LUNA25, CC-CCII and scan tables (whole scans), organ patches."""
     organ_classes = "${oc.env:ORGAN_CLASSES, [" + ", ".join(TOTALSEGMENTATOR_ORGANS) + "]}"
     medmnist = [
         ClassificationTask(
@@ -348,7 +417,7 @@ def classification_tasks() -> list[ClassificationTask]:
             task_id_env=True,
         ),
     ]
-    return [*medmnist, luna25, cc_ccii, *organ_patches]
+    return [*medmnist, luna25, cc_ccii, *_scan_table_tasks(), *organ_patches]
 
 
 PATCH_BACKBONE = f"""\
@@ -417,6 +486,9 @@ def render_classification(task: ClassificationTask) -> str:
         count = len(task.class_names)
         num_classes = str(count)
         per_case_names = _block_list(task.class_names, 12)
+    elif task.binary:
+        count, num_classes = 2, "2"
+        per_case_names = f" {task.class_names_expression}"
     else:
         assert task.num_classes is not None
         count, num_classes = 0, task.num_classes

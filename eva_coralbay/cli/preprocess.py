@@ -28,7 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help="adapter class or task id, e.g. BTCV, msd_task9_spleen, TotalSegmentatorV2",
     )
-    parser.add_argument("--root", required=True, type=Path, help="the benchmark's folder")
+    parser.add_argument(
+        "--root",
+        required=True,
+        type=Path,
+        help="the benchmark's folder (for ScanTable: the scan table, or its folder)",
+    )
     parser.add_argument(
         "--profile",
         default="radiology/coralbay",
@@ -70,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"coralbay preprocess: {error}", file=sys.stderr)
         return 2
-    if not args.root.is_dir():
+    if not args.root.exists():  # a folder, or a scan table (ScanTable)
         print(dataset.obtain_instructions(), file=sys.stderr)
         return 2
     dataset.configure()

@@ -1,4 +1,4 @@
-"""`coralbay robustness`: how a model's whole-scan embedding moves under window, grid, flips."""
+"""`coralbay robustness`: how a model's whole-scan embedding and probe move under perturbations."""
 
 from __future__ import annotations
 
@@ -24,7 +24,10 @@ def register(subparsers: Any) -> None:
             "1.0 and 2.0 mm grids; RAS and LPS input, which the profile must standardise to the "
             "same voxels; left-right and superior-inferior flips), and writes the cosine "
             "similarity of each perturbed embedding to the unperturbed one, per scan and on "
-            "average, as a JSON robustness record (docs/evaluation.md)."
+            "average, as a JSON robustness record (docs/evaluation.md). For a scan-labelled task "
+            "(--task scan_table or cc-ccii) it also fits a linear probe on the unperturbed "
+            "training embeddings and reports its balanced accuracy on the validation scans "
+            "under each perturbation, and the change."
         ),
     )
     parser.add_argument(
@@ -51,11 +54,20 @@ def register(subparsers: Any) -> None:
     )
     source.add_argument(
         "--task",
-        help="a segmentation task id, or decathlon_format for any Decathlon-layout dataset: "
-        "its validation scans",
+        help="a task id: its validation scans. A segmentation task, decathlon_format (any "
+        "Decathlon-layout dataset), cc-ccii or scan_table (any scan table); the last two are "
+        "scan-labelled and get the probe's change too",
     )
     parser.add_argument(
-        "--data-root", type=pathlib.Path, help="with --task: the task's data in its native layout"
+        "--data-root",
+        type=pathlib.Path,
+        help="with --task: the task's data in its native layout (scan_table: the table, or "
+        "its folder holding scans.csv)",
+    )
+    parser.add_argument(
+        "--task-id",
+        help="with --task: the task id the record names (e.g. a tasks.yaml task read with "
+        "--task scan_table); default: --task",
     )
     parser.add_argument("--output", type=pathlib.Path, required=True, help="the JSON record")
     parser.add_argument(
@@ -97,18 +109,28 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--window: {error}")
     if args.task is not None and args.data_root is None:
         return _fail("--task needs --data-root (the task's data in its native layout)")
+    if args.task_id is not None and args.task is None:
+        return _fail("--task-id names the task of --task")
     from eva_coralbay.data import embed
     from eva_coralbay.data.profile import profile_of_model
     from eva_coralbay.data.readers import ScanReadError
     from eva_coralbay.data.scans import find_scans
 
     try:
-        if args.task is not None:
-            scans = robustness.task_scans(args.task, args.data_root)
-        else:
-            scans = [str(scan) for scan in find_scans(args.data)]
         encoder = embed.load_model(args.model, args.checkpoint, args.model_kwargs)
         profile = profile_of_model(encoder, args.model)
+        labelled = None
+        scans: list[Any]
+        if args.task is not None:
+            # A scan-labelled task reads its scans through its adapter, with the profile.
+            labelled = robustness.labelled_task_scans(args.task, args.data_root, profile)
+            scans = (
+                list(labelled.val)
+                if labelled is not None
+                else robustness.task_scans(args.task, args.data_root)
+            )
+        else:
+            scans = [str(scan) for scan in find_scans(args.data)]
         perturbations = robustness.select(
             robustness.default_perturbations(profile, windows), args.perturbations
         )
@@ -138,6 +160,16 @@ def run(args: argparse.Namespace) -> int:
             settings,
             on_scan=lambda scan: print(f"measuring {scan}", file=sys.stderr),
         )
+        probe = None
+        if labelled is not None:
+            train_embeddings = robustness.embed_scans(
+                embedder.encoder,
+                profile,
+                labelled.train,
+                settings,
+                on_scan=lambda scan: print(f"embedding {scan} (probe)", file=sys.stderr),
+            )
+            probe = robustness.probe_change(measured, train_embeddings, labelled)
         written = robustness_record.write_record(
             robustness.build_record(
                 measured,
@@ -146,7 +178,10 @@ def run(args: argparse.Namespace) -> int:
                 checkpoint_sha256=embed.weights_hash(encoder),
                 profile=profile,
                 settings=settings,
-                task=None if args.task is None else {"id": args.task, "split": "val"},
+                task=None
+                if args.task is None
+                else {"id": args.task_id or args.task, "split": "val"},
+                probe=probe,
             ),
             args.output,
         )
@@ -155,7 +190,17 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as error:
         return _fail(str(error))
     for item in measured.perturbations:
-        print(f"{item['name']:<32} mean cosine {item['mean_cosine']:.6f}")
+        change = (
+            f"  probe {probe.per_perturbation[item['name']]['change']:+.3f}"
+            if probe is not None
+            else ""
+        )
+        print(f"{item['name']:<32} mean cosine {item['mean_cosine']:.6f}{change}")
+    if probe is not None:
+        print(
+            f"probe: balanced accuracy {probe.summary['balanced_accuracy']:.3f} unperturbed "
+            f"({probe.summary['train_scans']} train, {probe.summary['val_scans']} val scans)"
+        )
     print(f"wrote {written} ({len(scans)} scans, {len(perturbations)} perturbations)")
     if measured.orientation_identical is False:
         return _fail(

@@ -1,4 +1,4 @@
-"""The robustness track: how a model's whole-scan embedding moves under window, grid and flips."""
+"""The robustness track: how whole-scan embeddings and probes move under window, grid, flips."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import datetime
 import importlib.metadata
 import math
 import os
+import pathlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -214,6 +215,31 @@ def standardise(
 
 
 @dataclasses.dataclass(frozen=True)
+class ScanSource:
+    """A scan to measure: its name in the record, its file or folder, and how it is read."""
+
+    name: str
+    """How the record names the scan (its path)."""
+
+    path: pathlib.Path
+    """The file or folder whose bytes the record's `content_sha256` covers."""
+
+    read: Callable[[], MetaTensor]
+    """Reads the scan, `[1, X, Y, Z]` in HU with its affine (`data.readers.read_scan` for a
+    file; a benchmark's own reader for a layout without HU, such as CC-CCII's slices)."""
+
+    @classmethod
+    def of(cls, scan: str | os.PathLike[str] | ScanSource) -> ScanSource:
+        """A scan file or DICOM folder read by the data readers (a source stays as it is)."""
+        if isinstance(scan, ScanSource):
+            return scan
+        from eva_coralbay.data.readers import read_scan
+
+        path = pathlib.Path(scan)
+        return cls(str(scan), path, lambda: read_scan(path))
+
+
+@dataclasses.dataclass(frozen=True)
 class Measurement:
     """What `measure` found: the scans, each perturbation's cosines and the orientation check."""
 
@@ -228,6 +254,14 @@ class Measurement:
 
     embedding_dim: int
     """Length of the embeddings compared."""
+
+    reference_embeddings: torch.Tensor | None = dataclasses.field(default=None, repr=False)
+    """`[scans, dim]` float64: each scan's unperturbed embedding, in the order of `scans`."""
+
+    perturbed_embeddings: Mapping[str, torch.Tensor] = dataclasses.field(
+        default_factory=dict, repr=False
+    )
+    """Per perturbation name, `[scans, dim]` float64: each scan's perturbed embedding."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,7 +278,7 @@ class EmbeddingSettings:
 def measure(
     encoder: nn.Module,
     profile: PreprocessingProfile,
-    scans: Sequence[str | os.PathLike[str]],
+    scans: Sequence[str | os.PathLike[str] | ScanSource],
     perturbations: Sequence[Perturbation],
     settings: EmbeddingSettings = EmbeddingSettings(),
     on_scan: Callable[[str], None] | None = None,
@@ -254,50 +288,38 @@ def measure(
     Args:
         encoder: See `data.embed.embed_volume`.
         profile: The model's own preprocessing profile.
-        scans: The scans (files or DICOM folders).
+        scans: The scans (files, DICOM folders, or sources read by a benchmark's reader).
         perturbations: What to change (`default_perturbations`).
         settings: The sliding windows.
-        on_scan: Called with each scan's path before it is read (progress).
+        on_scan: Called with each scan's name before it is read (progress).
 
     Returns:
-        The measured part of a robustness record.
+        The measured part of a robustness record, with the embeddings themselves.
 
     Raises:
         ScanReadError: Naming the first scan that cannot be read.
     """
     import torch
 
-    from eva_coralbay.data.embed import embed_volume
-    from eva_coralbay.data.readers import read_scan
     from eva_coralbay.data.scans import content_hash
-
-    def embedding(volume: torch.Tensor, applied: PreprocessingProfile) -> torch.Tensor:
-        return embed_volume(
-            encoder,
-            volume,
-            roi_size=settings.roi_size,
-            overlap=settings.overlap,
-            sw_batch_size=settings.sw_batch_size,
-            # Air lands at the window's low end: what a window pads with.
-            pad_value=applied.output_range[0],
-            precision=settings.precision,
-            device=settings.device,
-        ).double()
 
     scan_facts: list[dict[str, Any]] = []
     embedding_dim = 0
     per_scan: dict[str, list[dict[str, Any]]] = {item.name: [] for item in perturbations}
-    for scan in scans:
+    references: list[torch.Tensor] = []
+    perturbed_embeddings: dict[str, list[torch.Tensor]] = {item.name: [] for item in perturbations}
+    for scan in map(ScanSource.of, scans):
         if on_scan is not None:
-            on_scan(str(scan))
-        source = read_scan(scan)
+            on_scan(scan.name)
+        source = scan.read()
         reference_volume = standardise(source, profile)
-        reference = embedding(reference_volume, profile)
+        reference = _embedding(encoder, reference_volume, profile, settings)
+        references.append(reference)
         embedding_dim = int(reference.numel())
         scan_facts.append(
             {
-                "scan": str(scan),
-                "content_sha256": content_hash(scan),
+                "scan": scan.name,
+                "content_sha256": content_hash(scan.path),
                 "source_shape": [int(size) for size in source.shape[1:]],
                 "source_spacing": [float(value) for value in source.meta["spacing"]],
                 "shape": [int(size) for size in reference_volume.shape[1:]],
@@ -305,9 +327,10 @@ def measure(
         )
         for item in perturbations:
             volume = standardise(source, profile, item)
-            perturbed = embedding(volume, item.profile(profile))
+            perturbed = _embedding(encoder, volume, item.profile(profile), settings)
+            perturbed_embeddings[item.name].append(perturbed)
             cosine = torch.nn.functional.cosine_similarity(reference, perturbed, dim=0)
-            row: dict[str, Any] = {"scan": str(scan), "cosine": _clamped(float(cosine))}
+            row: dict[str, Any] = {"scan": scan.name, "cosine": _clamped(float(cosine))}
             if item.kind == "orientation":
                 # The profile reorients every input to its own axes: the voxels must not move.
                 same_grid = tuple(volume.shape) == tuple(reference_volume.shape)
@@ -345,6 +368,217 @@ def measure(
             else None
         ),
         embedding_dim=embedding_dim,
+        reference_embeddings=torch.stack(references) if references else None,
+        perturbed_embeddings={
+            name: torch.stack(rows) for name, rows in perturbed_embeddings.items() if rows
+        },
+    )
+
+
+def embed_scans(
+    encoder: nn.Module,
+    profile: PreprocessingProfile,
+    scans: Sequence[str | os.PathLike[str] | ScanSource],
+    settings: EmbeddingSettings = EmbeddingSettings(),
+    on_scan: Callable[[str], None] | None = None,
+) -> torch.Tensor:
+    """Each scan's unperturbed whole-scan embedding, `[scans, dim]` float64 (a probe's data).
+
+    Raises:
+        ScanReadError: Naming the first scan that cannot be read.
+    """
+    import torch
+
+    vectors = []
+    for scan in map(ScanSource.of, scans):
+        if on_scan is not None:
+            on_scan(scan.name)
+        vectors.append(_embedding(encoder, standardise(scan.read(), profile), profile, settings))
+    return torch.stack(vectors)
+
+
+def _embedding(
+    encoder: nn.Module,
+    volume: torch.Tensor,
+    applied: PreprocessingProfile,
+    settings: EmbeddingSettings,
+) -> torch.Tensor:
+    """One standardised scan's pooled embedding, float64 on the CPU."""
+    from eva_coralbay.data.embed import embed_volume
+
+    return (
+        embed_volume(
+            encoder,
+            volume,
+            roi_size=settings.roi_size,
+            overlap=settings.overlap,
+            sw_batch_size=settings.sw_batch_size,
+            # Air lands at the window's low end: what a window pads with.
+            pad_value=applied.output_range[0],
+            precision=settings.precision,
+            device=settings.device,
+        )
+        .double()
+        .cpu()
+    )
+
+
+PROBE_METHOD = (
+    "multinomial logistic regression on the unperturbed training embeddings, standardised "
+    "with the training mean and deviation; L2 penalty 1/(2n)|W|^2 (scikit-learn's C=1); "
+    "full-batch L-BFGS in float64 from zero weights"
+)
+"""How the robustness probe is fit, as the record states it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledScans:
+    """A scan-labelled dataset's scans: the probe fits on `train`, the track measures `val`."""
+
+    classes: list[str]
+    train: list[ScanSource]
+    train_targets: list[int]
+    val: list[ScanSource]
+    val_targets: list[int]
+
+
+class LinearProbe:
+    """A deterministic multinomial logistic regression on embeddings (the robustness probe).
+
+    The same data give the same weights on any machine: zero start, full-batch L-BFGS in
+    float64, no sampling. Features are standardised with the training statistics (a feature
+    constant on the training scans is left unscaled), so the L2 penalty treats every feature
+    alike whatever the encoder's scale.
+    """
+
+    def __init__(self, mean: torch.Tensor, scale: torch.Tensor, weight: torch.Tensor) -> None:
+        """Holds a fitted probe; use `fit`."""
+        self.mean, self.scale, self.weight = mean, scale, weight
+
+    @classmethod
+    def fit(cls, features: torch.Tensor, targets: Sequence[int], num_classes: int) -> LinearProbe:
+        """Fits the probe to `[n, dim]` features and their class indices.
+
+        Raises:
+            ValueError: Without training samples, or for a target outside 0..num_classes-1.
+        """
+        import torch
+
+        if len(targets) == 0 or features.shape[0] != len(targets):
+            raise ValueError(
+                f"the probe needs one target per training embedding, got {features.shape[0]} "
+                f"embeddings and {len(targets)} targets"
+            )
+        if not all(0 <= target < num_classes for target in targets):
+            raise ValueError(f"targets must be class indices 0..{num_classes - 1}")
+        data = features.detach().to("cpu", torch.float64)
+        mean = data.mean(dim=0)
+        scale = data.std(dim=0, unbiased=False)
+        scale = torch.where(scale > 1e-12, scale, torch.ones_like(scale))
+        inputs = torch.cat(
+            [(data - mean) / scale, torch.ones(len(data), 1, dtype=torch.float64)], 1
+        )
+        labels = torch.as_tensor(list(targets), dtype=torch.long)
+        weight = torch.zeros(inputs.shape[1], num_classes, dtype=torch.float64, requires_grad=True)
+        optimizer = torch.optim.LBFGS(
+            [weight],
+            lr=1.0,
+            max_iter=1000,
+            tolerance_grad=1e-10,
+            tolerance_change=1e-12,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+        )
+        penalty = 1.0 / (2.0 * len(labels))
+
+        def loss() -> torch.Tensor:
+            optimizer.zero_grad()
+            value = torch.nn.functional.cross_entropy(inputs @ weight, labels)
+            value = value + penalty * weight[:-1].pow(2).sum()  # the bias row is not penalised
+            value.backward()
+            return value
+
+        optimizer.step(loss)
+        return cls(mean, scale, weight.detach())
+
+    def predict(self, features: torch.Tensor) -> torch.Tensor:
+        """The most likely class of each of `[n, dim]` features."""
+        import torch
+
+        data = (features.detach().to("cpu", torch.float64) - self.mean) / self.scale
+        return (_with_bias(data) @ self.weight).argmax(dim=1)
+
+
+def _with_bias(data: torch.Tensor) -> torch.Tensor:
+    """`[n, dim]` features with a column of ones appended (the probe's bias input)."""
+    import torch
+
+    return torch.cat([data, torch.ones(len(data), 1, dtype=data.dtype)], dim=1)
+
+
+def balanced_accuracy(predicted: torch.Tensor, targets: Sequence[int]) -> float:
+    """The mean recall over the classes that occur in `targets` (scikit-learn's definition)."""
+    truth = [int(target) for target in targets]
+    guesses = [int(value) for value in predicted.tolist()]
+    recalls = []
+    for label in sorted(set(truth)):
+        hits = [
+            guess == label for guess, target in zip(guesses, truth, strict=True) if target == label
+        ]
+        recalls.append(sum(hits) / len(hits))
+    return math.fsum(recalls) / len(recalls)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeResult:
+    """The probe's part of a robustness record."""
+
+    summary: dict[str, Any]
+    """The record's top-level `probe`: unperturbed balanced accuracy, sizes, classes, method."""
+
+    per_perturbation: dict[str, dict[str, float]]
+    """Per perturbation name, its `probe`: `balanced_accuracy` and `change`."""
+
+
+def probe_change(
+    measured: Measurement,
+    train_embeddings: torch.Tensor,
+    labelled: LabelledScans,
+) -> ProbeResult:
+    """Fits the probe on the unperturbed training embeddings and scores every perturbation.
+
+    Args:
+        measured: `measure`'s result on `labelled.val`, in that order.
+        train_embeddings: `embed_scans` of `labelled.train`.
+        labelled: The scans, targets and classes.
+
+    Raises:
+        ValueError: When the measured scans are not the validation scans, or a split is empty.
+    """
+    if measured.reference_embeddings is None or not labelled.val_targets:
+        raise ValueError("the probe needs validation scans to score")
+    if measured.reference_embeddings.shape[0] != len(labelled.val_targets):
+        raise ValueError(
+            f"{measured.reference_embeddings.shape[0]} measured scans, but "
+            f"{len(labelled.val_targets)} validation targets"
+        )
+    probe = LinearProbe.fit(train_embeddings, labelled.train_targets, len(labelled.classes))
+    reference = balanced_accuracy(
+        probe.predict(measured.reference_embeddings), labelled.val_targets
+    )
+    per_perturbation = {}
+    for name, embeddings in measured.perturbed_embeddings.items():
+        accuracy = balanced_accuracy(probe.predict(embeddings), labelled.val_targets)
+        per_perturbation[name] = {"balanced_accuracy": accuracy, "change": accuracy - reference}
+    return ProbeResult(
+        summary={
+            "balanced_accuracy": reference,
+            "train_scans": len(labelled.train_targets),
+            "val_scans": len(labelled.val_targets),
+            "classes": list(labelled.classes),
+            "method": PROBE_METHOD,
+        },
+        per_perturbation=per_perturbation,
     )
 
 
@@ -362,6 +596,7 @@ def build_record(
     profile: PreprocessingProfile,
     settings: EmbeddingSettings,
     task: Mapping[str, str] | None = None,
+    probe: ProbeResult | None = None,
     date: datetime.date | None = None,
 ) -> dict[str, Any]:
     """A complete robustness record: `measure`'s results and what they were measured with.
@@ -374,9 +609,16 @@ def build_record(
         profile: The model's own profile.
         settings: The sliding windows.
         task: `{"id", "split"}` when the scans are a task's, else None.
+        probe: `probe_change`'s result for a scan-labelled task; None: cosines only.
         date: The day of the measurement (today by default).
     """
-    return {
+    perturbations = [
+        {**item, "probe": probe.per_perturbation[item["name"]]}
+        if probe is not None and item["name"] in probe.per_perturbation
+        else item
+        for item in measured.perturbations
+    ]
+    record = {
         "record_type": RECORD_TYPE,
         "schema_version": SCHEMA_VERSION,
         "date": (date or datetime.date.today()).isoformat(),
@@ -393,9 +635,12 @@ def build_record(
         "task": dict(task) if task is not None else None,
         "versions": versions(),
         "scans": measured.scans,
-        "perturbations": measured.perturbations,
+        "perturbations": perturbations,
         "orientation_identical": measured.orientation_identical,
     }
+    if probe is not None:
+        record["probe"] = probe.summary
+    return record
 
 
 def versions() -> dict[str, str | None]:
@@ -427,7 +672,9 @@ def task_scans(task_id: str, data_root: str | os.PathLike[str], split: str = "va
     elif task_id == adapters.DecathlonFormat.task_id:  # any dataset in the Decathlon layout
         adapter = adapters.DecathlonFormat
     else:
-        known = ", ".join([*tasks.CATALOGUE, adapters.DecathlonFormat.task_id])
+        known = ", ".join(
+            [*tasks.CATALOGUE, adapters.DecathlonFormat.task_id, adapters.ScanTable.task_id]
+        )
         raise ValueError(f"unknown task {task_id!r}; known: {known}")
     if adapter is None or not issubclass(adapter, adapters.SegmentationAdapter):
         raise ValueError(
@@ -440,3 +687,51 @@ def task_scans(task_id: str, data_root: str | os.PathLike[str], split: str = "va
     if not scans:
         raise ValueError(f"task {task_id!r}: no {split} scans found under {data_root}")
     return scans
+
+
+def labelled_task_scans(
+    task_id: str, data_root: str | os.PathLike[str], profile: PreprocessingProfile
+) -> LabelledScans | None:
+    """A scan-labelled task's scans and classes (CC-CCII, or `scan_table` for any table).
+
+    The dataset is validated first: every problem of its table or release is raised at once.
+
+    Args:
+        task_id: The task id; `scan_table` reads `data_root` as a scan table (`ScanTable`).
+        data_root: The task's data in its native layout (for `scan_table`: the table or its
+            folder).
+        profile: The model's profile (a layout without HU, CC-CCII's, is read onto its window).
+
+    Returns:
+        The training and validation scans with their targets; None for a task without scan
+        labels (segmentation, patches).
+
+    Raises:
+        DatasetValidationError: Listing every problem of the data.
+    """
+    import functools
+
+    from eva_coralbay.data import adapters
+
+    scan_level: dict[str, type[adapters.ScanClassificationAdapter[Any]]] = {
+        adapter.task_id: adapter for adapter in (*adapters.SCAN_ADAPTERS, adapters.ScanTable)
+    }
+    adapter = scan_level.get(task_id)
+    if adapter is None:
+        return None
+    dataset = adapter(root=str(data_root), profile=profile, use_cache=False)
+    dataset.configure()
+    dataset.validate()
+    split = {"train": ([], []), "val": ([], [])}
+    for case in dataset.cases:
+        sources, targets = split[case.split]
+        read = functools.partial(dataset.read_scan, case)
+        sources.append(ScanSource(str(case.image), case.image, read))
+        targets.append(int(case.target))
+    return LabelledScans(
+        classes=list(dataset.classes or []),
+        train=split["train"][0],
+        train_targets=split["train"][1],
+        val=split["val"][0],
+        val_targets=split["val"][1],
+    )

@@ -201,7 +201,8 @@ def _records(
                     (
                         line("adapter"),
                         f"{where}.adapter: {name} reads the built-in task {owner!r}; a task of "
-                        "your own reads its data with DecathlonFormat",
+                        "your own reads its data with DecathlonFormat (segmentation) or ScanTable "
+                        "(scan-level classification)",
                     )
                 )
         benchmarks.append(benchmark)

@@ -25,7 +25,7 @@ EVA_DATASETS_PACKAGE = "eva"
 CORALBAY_DATASETS_PACKAGE = "eva_coralbay.data.adapters"
 """Dataset class paths under this package are matched against `Task.coralbay_datasets`."""
 
-GENERIC_ADAPTERS = frozenset({"DecathlonFormat"})
+GENERIC_ADAPTERS = frozenset({"DecathlonFormat", "ScanTable"})
 """Adapters that read any dataset in a common layout: their class tells no task apart, so a run
 of theirs is matched by its output folder (the config's `TASK_ID`) instead."""
 

@@ -33,12 +33,13 @@ def job_problems(job: Job) -> list[str]:
     """The problems of one job's data, each naming the file or folder; [] when it is usable."""
     from eva_coralbay.data import adapters
 
-    if not job.data.is_dir():
+    if not job.data.exists():
         record = job.benchmark
         return [
-            f"{job.task_id}: {job.data}: no such folder. {record.title} is expected there in its "
-            "native layout (docs/tasks.md says how to obtain it; `coralbay preprocess --dataset "
-            f"{record.adapter or job.task_id} --root {job.data}` prints the download steps)"
+            f"{job.task_id}: {job.data}: no such file or folder. {record.title} is expected "
+            "there in its native layout (docs/tasks.md says how to obtain it; `coralbay "
+            f"preprocess --dataset {record.adapter or job.task_id} --root {job.data}` prints "
+            "the download steps)"
         ]
     try:
         dataset_class = _dataset_class(job)
@@ -57,6 +58,14 @@ def job_problems(job: Job) -> list[str]:
                     profile=None,
                     allow_incomplete=allow_incomplete,
                     train_cases=job.env.get("TRAIN_CASES"),
+                )
+            elif dataset_class is adapters.ScanTable:
+                # The task's declared classes: a label that is none of them is reported now.
+                dataset = adapters.ScanTable(
+                    root=str(job.data),
+                    split=split,
+                    allow_incomplete=allow_incomplete,
+                    classes=job.benchmark.classes,
                 )
             else:
                 dataset = dataset_class(

@@ -28,8 +28,9 @@ from eva_coralbay.data.adapters.medmnist3d import MedMNIST3D
 from eva_coralbay.data.cache import preprocess
 from eva_coralbay.data.profile import PreprocessingProfile
 from eva_coralbay.data.synthetic import cc_ccii, layouts
+from eva_coralbay.data.synthetic import scan_table as scan_table_fixture
 from eva_coralbay.data.synthetic.medmnist import write_npz
-from eva_coralbay.leaderboard import eva_run, protocol, submit, tasks
+from eva_coralbay.leaderboard import eva_run, protocol, submit, task_file, tasks
 from eva_coralbay.tasks import get_benchmark
 from tests.conftest import REPOSITORY_ROOT
 from tests.data.adapter_fixtures import NativeRoots, load_nifti, native_roots
@@ -87,6 +88,8 @@ def test_every_benchmark_has_a_config() -> None:
         adapters.NoduleMNIST3D.task_id,
         adapters.LUNA25.task_id,
         "cc_ccii",
+        "scan_table",
+        "scan_table_binary",
         "organ_patches",
         "decathlon_format_organs",
     }
@@ -211,10 +214,16 @@ def test_segmentation_configs_follow_the_protocol(
         ("nodulemnist", "nodulemnist", 2),
         ("organ_patches", "totalsegmentator_v2_organs", len(configs.TOTALSEGMENTATOR_ORGANS)),
         ("cc_ccii", "cc-ccii", 3),
+        ("scan_table", "scan_table", 3),
+        ("scan_table_binary", "scan_table", 2),
     ],
 )
 def test_probe_configs_follow_the_protocol(
-    name: str, task_id: str, num_classes: int, monkeypatch: pytest.MonkeyPatch
+    name: str,
+    task_id: str,
+    num_classes: int,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: pathlib.Path,
 ) -> None:
     config = _printed("predict_fit", _config(configs.CLASSIFICATION_DIR, name), monkeypatch)
     trainer, model = _init(config["trainer"]), _init(config["model"])
@@ -223,7 +232,7 @@ def test_probe_configs_follow_the_protocol(
     writer = _callback(config, "ClassificationEmbeddingsWriter")
     assert writer["output_dir"] == f"./data/embeddings/radiology/coralbay/{task_id}"
     backbone = writer["backbone"]
-    if name == "cc_ccii":  # whole scans: the same encoder, window by window
+    if name in ("cc_ccii", "scan_table", "scan_table_binary"):  # whole scans, window by window
         assert backbone["class_path"] == "eva_coralbay.evaluation.WholeScanEmbedder"
         windows = _init(backbone)
         assert (windows["roi_size"], windows["overlap"]) == (96, 0.5)
@@ -239,7 +248,12 @@ def test_probe_configs_follow_the_protocol(
     binary = num_classes == 2
     assert _init(head)["out_features"] == (1 if binary else num_classes)
     monitor = "val/BinaryBalancedAccuracy" if binary else "val/MulticlassAccuracy"
-    task = tasks.builtin_registry().get(task_id)
+    if task_id == "scan_table":  # a task of a private leaderboard, with this many classes
+        classes = [f"class_{index}" for index in range(num_classes)]
+        _declare_scan_table_task(tmp_path, task_id, classes)
+        task = tasks.Registry.for_root(tmp_path).get(task_id)
+    else:
+        task = tasks.builtin_registry().get(task_id)
     assert monitor == f"val/{task.eva_metric}"
     assert eva_run.metric_config_problems(config, task) == []
     assert _callback(config, "ModelCheckpoint")["monitor"] == monitor
@@ -678,3 +692,90 @@ def test_whole_scan_probe_runs_end_to_end_on_cc_ccii(tmp_path: pathlib.Path) -> 
     (embedding,) = torch.load(written / manifest["embeddings"].iloc[0])
     assert tuple(embedding.shape) == (24 * 12,)
     _check_submission(session, "cc-ccii", "val/MulticlassAccuracy")
+
+
+def test_the_scan_table_configs_take_the_table_and_classes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, num_classes in (("scan_table", 3), ("scan_table_binary", 2)):
+        config = _printed("predict_fit", _config(configs.CLASSIFICATION_DIR, name), monkeypatch)
+        train = _init(config["data"]["init_args"]["datasets"]["predict"][0])
+        assert train["root"] == "./data/scans.csv" and train["classes"] is None
+        assert train["num_classes"] == num_classes
+    monkeypatch.setenv("DATA_ROOT", "/cohort/scans.parquet")
+    monkeypatch.setenv("CLASSES", "[normal, nodule, mass, effusion]")
+    monkeypatch.setenv("NUM_CLASSES", "4")
+    monkeypatch.setenv("TASK_ID", "stelsewhere_chest_ct")
+    config = eva_runs.print_config("predict_fit", _config(configs.CLASSIFICATION_DIR, "scan_table"))
+    train, val = (_init(spec) for spec in config["data"]["init_args"]["datasets"]["predict"])
+    assert (train["root"], train["split"], val["split"]) == (
+        "/cohort/scans.parquet",
+        "train",
+        "val",
+    )
+    assert train["classes"] == val["classes"] == ["normal", "nodule", "mass", "effusion"]
+    assert _init(_init(config["model"])["head"])["out_features"] == 4
+    assert _callback(config, "PerCaseScores")["class_names"] == train["classes"]
+    assert _init(config["trainer"])["default_root_dir"] == (
+        "logs/radiology/coralbay/stelsewhere_chest_ct"
+    )
+
+
+@pytest.mark.slow(expected_s=60)
+def test_whole_scan_probe_runs_end_to_end_on_a_scan_table_of_a_private_task(
+    tmp_path: pathlib.Path,
+) -> None:
+    table = scan_table_fixture.write_scan_table(tmp_path / "data", table_name="scans.parquet")
+    classes = ["cube", "ball", "rod"]  # the task's order, not the table's
+    embeddings = tmp_path / "embeddings"
+    env = eva_runs.clean_environment(
+        {
+            **eva_runs.SMALL_CLASSIFICATION,
+            "DATA_ROOT": str(table),
+            "CLASSES": f"[{', '.join(classes)}]",
+            "NUM_CLASSES": "3",
+            "TASK_ID": "shapes_ct",
+            "OUTPUT_ROOT": str(tmp_path / "logs" / "shapes_ct"),
+            "EMBEDDINGS_ROOT": str(embeddings),
+            # The phantoms' own 4 mm grid: each scan (24^3 voxels) is one 64^3 window.
+            "PROFILE": "{spacing: [4, 4, 4]}",
+            "ROI_SIZE": "64",
+            "SW_OVERLAP": "0",
+        },
+        tmp_path / "cache",
+    )
+    session = eva_runs.run_eva(
+        "predict_fit", _config(configs.CLASSIFICATION_DIR, "scan_table"), env, tmp_path / "eva.log"
+    )
+    scans = scan_table_fixture.SHAPE_SCANS
+    val = [scan for scan in scans if scan.split == "val"]
+    per_case = _check_probe_session(session, {"val": len(val)}, classes, binary=False)
+    # One embedding per scan, named after its path in the table, targets in the task's order.
+    assert set(per_case["case_id"]) == {scan.path.replace(".nii.gz", ".nii.pt") for scan in val}
+    written = embeddings / "radiology" / "coralbay_random" / "shapes_ct"
+    manifest = pd.read_csv(written / "manifest.csv")
+    assert dict(zip(manifest["origin"], manifest["target"], strict=True)) == {
+        scan.path: classes.index(scan.label) for scan in scans
+    }
+    (embedding,) = torch.load(written / manifest["embeddings"].iloc[0])
+    assert tuple(embedding.shape) == (24 * 12,)
+    # A private leaderboard declares the task; its run is matched by TASK_ID's folder.
+    _declare_scan_table_task(session.parent / "leaderboard", "shapes_ct", classes)
+    _check_submission(session, "shapes_ct", "val/MulticlassAccuracy")
+
+
+def _declare_scan_table_task(root: pathlib.Path, task_id: str, classes: list[str]) -> None:
+    """Writes a leaderboard root's tasks.yaml declaring one scan-table task."""
+    root.mkdir(parents=True, exist_ok=True)
+    entry = {
+        "id": task_id,
+        "name": "Shapes CT",
+        "type": "classification",
+        "classes": classes,
+        "image_sources": ["synthetic_shapes"],
+        "citation": "Synthetic phantoms of eva_coralbay.data.synthetic.scan_table",
+        "config": "radiology/offline/classification/scan_table.yaml",
+        "adapter": "ScanTable",
+        "synthetic": True,
+    }
+    (root / task_file.FILENAME).write_text(task_file.dump([entry]))

@@ -256,3 +256,158 @@ def test_coralbay_robustness_runs_on_a_real_scan(
         assert item["per_scan"][0]["cosine"] == item["mean_cosine"] == item["min_cosine"]
         if not name.startswith("input_"):
             assert -1.0 <= item["mean_cosine"] < 1.0 - 1e-6, name
+
+
+# ---------------------------------------------------------------------------------------------
+# The probe's change on scan-labelled data.
+
+
+class MeanIntensityEncoder(nn.Module):
+    """Sees nothing but how bright a scan is: its embedding is the mean voxel and its square."""
+
+    def forward_features(self, crops: torch.Tensor) -> list[torch.Tensor]:
+        return [torch.cat([crops, crops.pow(2)], dim=1)]
+
+    def forward_multiscale(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        return maps[0].mean(dim=(2, 3, 4))
+
+
+def _probe(
+    encoder: nn.Module, table: pathlib.Path, perturbations: list[robustness.Perturbation]
+) -> robustness.ProbeResult:
+    labelled = robustness.labelled_task_scans("scan_table", table, PROFILE)
+    assert labelled is not None
+    measured = robustness.measure(encoder, PROFILE, labelled.val, perturbations, SETTINGS)
+    train = robustness.embed_scans(encoder, PROFILE, labelled.train, SETTINGS)
+    return robustness.probe_change(measured, train, labelled)
+
+
+def test_a_window_shift_costs_an_intensity_probe_its_accuracy(tmp_path: pathlib.Path) -> None:
+    from eva_coralbay.data.synthetic import scan_table
+
+    # Classes 100 HU apart: under the window shifted by +100 HU, a dense ball reads exactly as
+    # a fat ball read unperturbed.
+    table = scan_table.write_scan_table(tmp_path / "data", scan_table.INTENSITY_SCANS)
+    windows = robustness.select(
+        robustness.default_perturbations(PROFILE), "window_centre_plus_100,window_width_x1.5"
+    )
+    result = _probe(MeanIntensityEncoder(), table, windows)
+    assert result.summary["balanced_accuracy"] == 1.0
+    assert result.summary["classes"] == ["dense", "fat"]
+    assert (result.summary["train_scans"], result.summary["val_scans"]) == (6, 4)
+    shifted = result.per_perturbation["window_centre_plus_100"]
+    assert shifted == {"balanced_accuracy": 0.5, "change": -0.5}  # every scan called fat
+    assert result.per_perturbation["window_width_x1.5"]["change"] < 0
+
+
+def test_an_intensity_blind_probe_on_shapes_keeps_its_accuracy_under_every_window(
+    tmp_path: pathlib.Path,
+) -> None:
+    from eva_coralbay.data.synthetic import scan_table
+
+    table = scan_table.write_scan_table(tmp_path / "data", scan_table.SHAPE_SCANS)
+    windows = robustness.select(robustness.default_perturbations(PROFILE), "window")
+    result = _probe(ToyEncoder(intensity_blind=True), table, windows)
+    assert result.summary["balanced_accuracy"] == 1.0
+    assert result.per_perturbation == {
+        item.name: {"balanced_accuracy": 1.0, "change": 0.0} for item in windows
+    }
+    # The same encoder seeing intensities is moved by the windows: the cosines say so.
+    measured = robustness.measure(
+        ToyEncoder(intensity_blind=False),
+        PROFILE,
+        robustness.labelled_task_scans("scan_table", table, PROFILE).val,  # type: ignore[union-attr]
+        windows,
+        SETTINGS,
+    )
+    assert all(item["mean_cosine"] < 1.0 - 1e-7 for item in measured.perturbations)
+
+
+def test_the_linear_probe_is_deterministic_and_separates_separable_classes() -> None:
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0, 5.0], [4.0, 0.0, 5.0], [0.0, 4.0, 5.0]])
+    targets = [index % 3 for index in range(30)]
+    features = centres[targets] + 0.3 * torch.randn(30, 3, generator=generator)
+    first = robustness.LinearProbe.fit(features, targets, num_classes=3)
+    second = robustness.LinearProbe.fit(features, targets, num_classes=3)
+    assert torch.equal(first.weight, second.weight)
+    assert first.predict(features).tolist() == targets
+    # A feature constant on the training samples is left unscaled, not divided by zero.
+    constant = torch.cat([features, torch.ones(30, 1)], dim=1)
+    assert robustness.LinearProbe.fit(constant, targets, 3).predict(constant).tolist() == targets
+    assert robustness.balanced_accuracy(torch.tensor([0, 0, 0, 1]), [0, 0, 1, 1]) == 0.75
+    with pytest.raises(ValueError, match=r"class indices 0\.\.2"):
+        robustness.LinearProbe.fit(features, [3] * 30, num_classes=3)
+
+
+def test_cc_ccii_scans_are_labelled_by_their_fold_tables(tmp_path: pathlib.Path) -> None:
+    from eva_coralbay.data.synthetic import cc_ccii
+
+    root = cc_ccii.write_npy_release(tmp_path / "cc-ccii")
+    labelled = robustness.labelled_task_scans("cc-ccii", root, PROFILE)
+    assert labelled is not None
+    assert labelled.classes == ["normal", "common_pneumonia", "novel_coronavirus_pneumonia"]
+    for split, sources, targets in (
+        ("train", labelled.train, labelled.train_targets),
+        ("val", labelled.val, labelled.val_targets),
+    ):
+        expected = [scan for scan in cc_ccii.DEFAULT_SCANS if scan.split == split]
+        assert [pathlib.Path(source.name).name for source in sources] == [
+            f"p{scan.patient_id}-s{scan.scan_id}.npy" for scan in expected
+        ]
+        assert targets == [scan.target for scan in expected]
+    # Read through the adapter: grey levels on the profile's window, in HU.
+    volume = labelled.val[0].read()
+    low, high = PROFILE.intensity_range
+    assert low <= float(volume.min()) and float(volume.max()) <= high
+    assert robustness.labelled_task_scans("btcv", root, PROFILE) is None
+
+
+def test_coralbay_robustness_reports_the_probe_of_a_scan_table(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eva_coralbay.data.synthetic import scan_table
+
+    table = scan_table.write_scan_table(tmp_path / "data", scan_table.SHAPE_SCANS)
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "encoder.pt"
+    torch.save(SwinUNETREncoder(feature_size=12).state_dict(), checkpoint)
+    output = tmp_path / "robustness.json"
+    arguments = [
+        "robustness", "--task", "scan_table", "--data-root", str(table), "--task-id", "shapes_ct",
+        "--checkpoint", str(checkpoint), "--output", str(output), "--roi-size", "64",
+        "--device", "cpu", "--perturbations", "window_centre_plus_100,flip_left_right",
+    ]  # fmt: skip
+    assert cli.main(arguments) == 0
+    record = robustness_record.read_record(output)
+    assert record["task"] == {"id": "shapes_ct", "split": "val"}
+    val = [scan for scan in scan_table.SHAPE_SCANS if scan.split == "val"]
+    assert [facts["scan"] for facts in record["scans"]] == [
+        str(table.parent / scan.path) for scan in val
+    ]
+    summary = record["probe"]
+    assert (summary["train_scans"], summary["val_scans"]) == (6, 3)
+    assert summary["classes"] == ["ball", "cube", "rod"]
+    assert 0.0 <= summary["balanced_accuracy"] <= 1.0
+    for item in record["perturbations"]:
+        probe = item["probe"]
+        assert probe["change"] == pytest.approx(
+            probe["balanced_accuracy"] - summary["balanced_accuracy"], abs=1e-12
+        )
+    assert "probe: balanced accuracy" in capsys.readouterr().out
+    # A record without the probe stays valid; a probe block out of range does not.
+    del record["probe"]
+    for item in record["perturbations"]:
+        del item["probe"]
+    assert robustness_record.record_problems(record) == []
+    bad = robustness_record.read_record(output)
+    bad["perturbations"][0]["probe"]["balanced_accuracy"] = 1.5
+    assert robustness_record.record_problems(bad) == [
+        "$.perturbations[0].probe.balanced_accuracy: 1.5 is greater than the maximum of 1"
+    ]
+
+    # A broken table is refused with its line named, and nothing is written.
+    table.write_text(table.read_text().replace(",val\n", ",test\n", 1))
+    output.unlink()
+    assert cli.main(arguments) == 1
+    assert f"{table}:" in capsys.readouterr().err and not output.exists()

@@ -24,6 +24,8 @@ from eva_coralbay.data.adapters.msd_task8_hepatic_vessel import MSDHepaticVessel
 from eva_coralbay.data.adapters.msd_task9_spleen import MSDSpleen
 from eva_coralbay.data.adapters.msd_task10_colon import MSDColon
 from eva_coralbay.data.adapters.organ_patches import OrganPatches
+from eva_coralbay.data.adapters.scan_level import ScanClassificationAdapter
+from eva_coralbay.data.adapters.scan_table import ScanTable
 from eva_coralbay.data.adapters.totalsegmentator_v2 import TotalSegmentatorV2
 from eva_coralbay.data.adapters.validation import DatasetValidationError
 from eva_coralbay.data.adapters.word import WORD
@@ -51,16 +53,17 @@ SCAN_ADAPTERS: tuple[type[CC_CCII], ...] = (CC_CCII,)
 cases (`coralbay preprocess`), one class per scan."""
 
 
-def adapter_by_name(name: str) -> type[SegmentationAdapter] | type[CC_CCII]:
+def adapter_by_name(name: str) -> type[SegmentationAdapter] | type[ScanClassificationAdapter]:
     """The adapter class of a class name ("BTCV") or task id ("btcv") that `preprocess` caches.
 
     Besides the benchmarks, "DecathlonFormat" ("decathlon_format") names the adapter of any
-    dataset in the Decathlon / nnU-Net raw layout.
+    dataset in the Decathlon / nnU-Net raw layout, and "ScanTable" ("scan_table") that of any
+    scan-labelled dataset listed in a table.
 
     Raises:
         ValueError: For an unknown name; the message lists the known ones.
     """
-    cached = (*SEGMENTATION_ADAPTERS, DecathlonFormat, *SCAN_ADAPTERS)
+    cached = (*SEGMENTATION_ADAPTERS, DecathlonFormat, *SCAN_ADAPTERS, ScanTable)
     for adapter in cached:
         if name in (adapter.__name__, adapter.task_id):
             return adapter
@@ -92,6 +95,8 @@ __all__ = [
     "NoduleMNIST3D",
     "OrganMNIST3D",
     "OrganPatches",
+    "ScanClassificationAdapter",
+    "ScanTable",
     "SegmentationAdapter",
     "StandardCase",
     "TotalSegmentatorV2",

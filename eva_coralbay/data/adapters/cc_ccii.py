@@ -7,7 +7,6 @@ import dataclasses
 import hashlib
 import itertools
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -15,15 +14,13 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import numpy.typing as npt
 import torch
-from eva.vision.data import tv_tensors as eva_tv_tensors
-from eva.vision.data.datasets.vision import VisionDataset
 from monai.data.meta_tensor import MetaTensor
 from monai.utils.enums import SpaceKeys
 from typing_extensions import override
 
 from eva_coralbay import tasks
-from eva_coralbay.data import cache as cache_store
 from eva_coralbay.data import profile as profiles
+from eva_coralbay.data.adapters.scan_level import ScanClassificationAdapter
 from eva_coralbay.data.adapters.validation import DatasetValidationError, Problem
 
 Layout = Literal["auto", "slices", "npy"]
@@ -84,19 +81,7 @@ class Scan:
         return [self.image]
 
 
-@dataclasses.dataclass(frozen=True)
-class StandardScan:
-    """A scan after the profile: its `[X, Y, Z]` image on the profile's grid and its affine."""
-
-    case_id: str
-    split: str
-    image: npt.NDArray[np.float32]
-    affine: npt.NDArray[np.float64]
-    label: None = None
-    """Scan-level task: no voxel labels (what the cache stores beside the image)."""
-
-
-class CC_CCII(VisionDataset[eva_tv_tensors.Volume, torch.Tensor]):
+class CC_CCII(ScanClassificationAdapter[Scan]):
     """CC-CCII chest CT: novel coronavirus pneumonia (NCP), common pneumonia (CP) or normal.
 
     One sample per scan: the whole scan, standardised by the model's profile, and its class (0
@@ -121,7 +106,6 @@ class CC_CCII(VisionDataset[eva_tv_tensors.Volume, torch.Tensor]):
     """
 
     task_id: ClassVar[str] = "cc-ccii"
-    split_names: ClassVar[tuple[str, ...]] = ("train", "val")
     native_classes: ClassVar[tuple[str, ...]] = tasks.get_benchmark("cc-ccii").native_classes
     """The release's class folders by target: Normal, CP, NCP."""
     manual_download: ClassVar[str] = """
@@ -167,50 +151,33 @@ into ROOT.
             scan_length_mm: The assumed head-to-foot extent of a scan in mm.
             allow_incomplete: Use the listed scans that are present; others are left out.
         """
-        super().__init__(transforms=transforms)
-        if split is not None and split not in self.split_names:
-            raise ValueError(f"CC_CCII: unknown split {split!r}; use one of {self.split_names}")
         if layout not in ("auto", "slices", "npy"):
             raise ValueError(f"CC_CCII: layout must be 'auto', 'slices' or 'npy', got {layout!r}")
         if fold not in (0, 1, 2):
             raise ValueError(f"CC_CCII: fold must be 0, 1 or 2, got {fold!r}")
         if min(field_of_view_mm, scan_length_mm) <= 0:
             raise ValueError("CC_CCII: field_of_view_mm and scan_length_mm must be positive")
-        self._root = Path(root)
-        self._split = split
-        self._profile = profiles.resolve_profile(profile)
-        self._cache_root = Path(cache) if cache else cache_store.default_cache_dir()
-        self._use_cache = use_cache
+        super().__init__(
+            root=root,
+            split=split,
+            profile=profile,
+            transforms=transforms,
+            cache=cache,
+            use_cache=use_cache,
+            allow_incomplete=allow_incomplete,
+        )
         self._layout: Layout = layout
         self._fold = fold
         self._field_of_view_mm = float(field_of_view_mm)
         self._scan_length_mm = float(scan_length_mm)
-        self._allow_incomplete = allow_incomplete
-        self._scans: list[Scan] = []
-        self._cache: cache_store.CacheReader | None = None
 
     # ----------------------------------------------------------------------------------------
-    # What the cache and the CLI read.
+    # The release's facts.
 
     @property
     @override
     def classes(self) -> list[str]:
         return list(tasks.get_benchmark(self.task_id).classes)
-
-    @property
-    def root(self) -> Path:
-        """The dataset folder."""
-        return self._root
-
-    @property
-    def profile(self) -> profiles.PreprocessingProfile:
-        """The preprocessing profile applied to every scan."""
-        return self._profile
-
-    @property
-    def cases(self) -> list[Scan]:
-        """The selected split's scans, in order (after `configure`)."""
-        return list(self._scans)
 
     @property
     def layout(self) -> Literal["slices", "npy"]:
@@ -227,70 +194,9 @@ into ROOT.
         )
 
     # ----------------------------------------------------------------------------------------
-    # eva's dataset hooks.
-
-    @override
-    def prepare_data(self) -> None:
-        if not (self._root.is_dir() and any(self._root.iterdir())):
-            print(self.obtain_instructions(), file=sys.stderr)
-
-    @override
-    def configure(self) -> None:
-        scans = self.catalogue()
-        scans = [scan for scan in scans if self._split in (None, scan.split)]
-        if self._allow_incomplete:
-            scans = [scan for scan in scans if scan.image.exists()]
-        self._scans = scans
-        self._cache = None
-        if self._use_cache:
-            self._cache = cache_store.CacheReader.open(
-                self._cache_root, self.task_id, self._profile, type(self)
-            )
-
-    @override
-    def validate(self) -> None:
-        problems = self.problems()
-        if problems:
-            raise DatasetValidationError(f"CC_CCII at {self._root}", problems)
-
-    @override
-    def filename(self, index: int) -> str:
-        # eva's embeddings writer names the file after this, without its suffix.
-        return str(self._scans[index].image.relative_to(self._root))
-
-    @override
-    def __len__(self) -> int:
-        return len(self._scans)
-
-    @override
-    def __getitem__(self, index: int) -> tuple[eva_tv_tensors.Volume, torch.Tensor, dict[str, Any]]:
-        volume, target = self.load_data(index), self.load_target(index)
-        volume, target = self._apply_transforms(volume, target)
-        return volume, target, self.load_metadata(index)
-
-    @override
-    def load_data(self, index: int) -> eva_tv_tensors.Volume:
-        standard = self.load_standard(index)
-        # Copies a memory-mapped cache array into memory: tensors must be writable.
-        image = np.require(standard.image, dtype=np.float32, requirements=["W", "C"])
-        return eva_tv_tensors.Volume(
-            torch.from_numpy(image)[None],
-            affine=torch.from_numpy(np.array(standard.affine, dtype=np.float64)),
-            metadata={"case_id": standard.case_id},
-        )
-
-    @override
-    def load_target(self, index: int) -> torch.Tensor:
-        return torch.tensor(self._scans[index].target, dtype=torch.long)
-
-    @override
-    def load_metadata(self, index: int) -> dict[str, Any]:
-        scan = self._scans[index]
-        return {"case_id": scan.case_id, "patient_id": scan.patient_id}
-
-    # ----------------------------------------------------------------------------------------
     # The scans and their splits.
 
+    @override
     def catalogue(self) -> list[Scan]:
         """Every scan of both splits, with the paths it should have.
 
@@ -388,6 +294,7 @@ into ROOT.
     # ----------------------------------------------------------------------------------------
     # Validation.
 
+    @override
     def problems(self) -> list[Problem]:
         """Missing tables and scans (the list of what is missing), then every broken scan.
 
@@ -402,7 +309,7 @@ into ROOT.
                         Problem(str(scan.image), f"missing (listed in {scan.listed_in})")
                     )
                 continue
-            if self._cache is not None and self._cache.is_fresh(scan.case_id, scan.source_files()):
+            if self.is_cached(scan):
                 continue
             if self.layout == "npy":
                 problems += _npy_problems(scan.image)
@@ -435,27 +342,9 @@ into ROOT.
         return []
 
     # ----------------------------------------------------------------------------------------
-    # Standardised volumes.
+    # Reading.
 
-    def load_standard(self, index: int) -> StandardScan:
-        """The scan after the profile, from the cache when it holds a fresh copy."""
-        scan = self._scans[index]
-        if self._cache is not None:
-            cached = self._cache.load_image(scan.case_id, scan.source_files())
-            if cached is not None:
-                return StandardScan(scan.case_id, scan.split, *cached)
-        return self.standardise(scan)
-
-    def standardise(self, case: Scan) -> StandardScan:
-        """Reads a scan from its source files and applies the profile (never the cache)."""
-        image, _ = self._profile.apply(self.read_scan(case))
-        return StandardScan(
-            case_id=case.case_id,
-            split=case.split,
-            image=np.ascontiguousarray(image.detach().cpu().numpy()[0], dtype=np.float32),
-            affine=np.asarray(image.affine.detach().cpu().numpy(), dtype=np.float64),  # type: ignore[union-attr]
-        )
-
+    @override
     def read_scan(self, scan: Scan) -> MetaTensor:
         """The scan as read, `[1, X, Y, Z]` on its assumed grid, grey levels on the HU window.
 
@@ -490,6 +379,7 @@ into ROOT.
     # ----------------------------------------------------------------------------------------
     # Descriptions.
 
+    @override
     def obtain_instructions(self) -> str:
         """How to obtain the data by hand (no checksummed public archive is known)."""
         record = tasks.get_benchmark(self.task_id)
