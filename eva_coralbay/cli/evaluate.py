@@ -7,7 +7,7 @@ import pathlib
 import sys
 from typing import Any
 
-from eva_coralbay.cli import arguments
+from eva_coralbay.cli import _arguments as arguments
 
 ORDER = 35
 

@@ -31,11 +31,16 @@ def _evaluate_arguments(phantoms: pathlib.Path, work: pathlib.Path) -> list[str]
         step for step in steps if step.command[3:4] == ["evaluate"] and MODEL_ID in step.title
     ]
     assert step.before is not None
-    step.before()  # writes the model card
+    step.before()  # writes the model card and the phantom tasks into the leaderboard's tasks.yaml
     arguments = list(step.command[3:])
-    for option, value in (("--output", work / "runs"), ("--leaderboard-root", work / "board")):
-        arguments[arguments.index(option) + 1] = str(value)
+    arguments[arguments.index("--output") + 1] = str(work / "runs")
+    assert arguments[arguments.index("--leaderboard-root") + 1] == str(_board(work))
     return arguments
+
+
+def _board(work: pathlib.Path) -> pathlib.Path:
+    """The leaderboard root of the demo planned in `work`."""
+    return work / "demo" / "leaderboard"
 
 
 def _task_folder(work: pathlib.Path, task_id: str) -> pathlib.Path:
@@ -69,9 +74,9 @@ def test_slurm_sweep_runs_submits_skips_when_complete_and_isolates_a_broken_task
         assert record.launcher == "slurm" and record.slurm_job_id is not None
         assert record.metric is not None and 0.0 <= record.metric <= 1.0
         assert list((_task_folder(tmp_path, task_id) / "eva").rglob("results.json"))
-        submission = tmp_path / "board" / "submissions" / MODEL_ID / f"{task_id}.json"
+        submission = _board(tmp_path) / "submissions" / MODEL_ID / f"{task_id}.json"
         assert json.loads(submission.read_text())["mean"] == pytest.approx(record.metric)
-    assert (tmp_path / "board" / "leaderboard.parquet").is_file()
+    assert (_board(tmp_path) / "leaderboard.parquet").is_file()
     # The run names its task by its dataset class: `coralbay leaderboard submit` infers it.
     luna25_run = eva_run.read_run(_task_folder(tmp_path, "luna25") / "eva")
     assert eva_run.infer_task(luna25_run, builtin_registry()) == "luna25"

@@ -1,4 +1,4 @@
-"""Argument types shared by the subcommands."""
+"""Argument types shared by the subcommands (not a subcommand: the leading underscore)."""
 
 from __future__ import annotations
 
