@@ -82,6 +82,12 @@ class Preset:
     """Environment overrides of the probe config."""
     phantoms: PhantomSet
     """The synthetic benchmark written when no --data is given."""
+    train_cases: str = "all"
+    """`coralbay evaluate --train-cases`: the label-efficiency track's segmentation runs."""
+    robustness: str | None = None
+    """`coralbay robustness --perturbations` for each model, or None to leave the track out."""
+    max_parallel: int = 1
+    """`coralbay evaluate --max-parallel`: a model's runs side by side, sharing the cores."""
 
 
 _CPU_RUNS = {"N_RUNS": "1", "N_DATA_WORKERS": "0"}
@@ -98,8 +104,13 @@ TINY = Preset(
         "SW_OVERLAP": "0",
         "SW_BATCH_SIZE": "4",
         "MAX_STEPS": "20",
-        "VAL_CHECK_INTERVAL": "20",
-        "BATCH_SIZE": "2",
+        # No validation while fitting: eva validates the last weights once at the end (Lightning
+        # warns that there is no last checkpoint file and uses the weights in memory), instead
+        # of validating twice, once more to pick a best of one checkpoint.
+        "VAL_CHECK_INTERVAL": "1000000",
+        "CHECKPOINT_TYPE": "last",
+        # Two 64^3 crops per step, from one phantom.
+        "BATCH_SIZE": "1",
         "SAMPLE_BATCH_SIZE": "2",
         "LOG_EVERY_N_STEPS": "5",
     },
@@ -112,6 +123,10 @@ TINY = Preset(
     },
     # Child-size torsos: 128 x 112 x 96 voxels on CoralBay's 1.5 mm grid.
     phantoms=PhantomSet(train=8, val=4, unlabeled=8, shape=(64, 56, 48)),
+    # The smallest version of each side track: one and all labelled cases, one window shift.
+    train_cases="1,all",
+    robustness="window_soft_tissue",
+    max_parallel=2,
 )
 """Minutes on 2 CPU cores: a small encoder, short runs, one run per task."""
 
@@ -120,11 +135,14 @@ SMOKE = Preset(
     pretrain_config="demo.yaml",
     pretrain_steps=2,
     feature_size=12,
-    segmentation_env={**TINY.segmentation_env, "MAX_STEPS": "1", "VAL_CHECK_INTERVAL": "1"},
+    segmentation_env={**TINY.segmentation_env, "MAX_STEPS": "1"},
     probe_env={**TINY.probe_env, "MAX_STEPS": "4"},
     # Three labelled phantoms of half the width and depth (64 x 64 x 96 voxels at 1.5 mm: two
     # sliding windows instead of eight), two for pretraining.
     phantoms=PhantomSet(train=2, val=1, unlabeled=2, shape=(32, 32, 48)),
+    train_cases=TINY.train_cases,
+    robustness=TINY.robustness,
+    max_parallel=TINY.max_parallel,
 )
 """The tiny preset cut to a few steps per stage on fewer, smaller phantoms: checks that the
 whole chain runs (the suite's reduced main job), says nothing about quality."""
@@ -445,6 +463,9 @@ def plan(
                     str(leaderboard),
                     "--model-card",
                     str(card),
+                    "--max-parallel",
+                    str(preset.max_parallel),
+                    *(["--train-cases", preset.train_cases] if preset.train_cases != "all" else []),
                 ],
                 # The standardised cases are cached inside the demo's folder (read by the
                 # adapters, not by the configs).
@@ -459,7 +480,50 @@ def plan(
                 ),
             )
         )
+    if preset.robustness is not None:
+        result += [
+            _robustness_step(output, dataset, model_id, arguments, preset.robustness)
+            for model_id, arguments in models.items()
+        ]
     return result
+
+
+def _robustness_step(
+    output: pathlib.Path,
+    dataset: Dataset,
+    model_id: str,
+    model_arguments: Sequence[str],
+    perturbations: str,
+) -> Step:
+    """`coralbay robustness` of one model on the validation scans of the segmentation task."""
+    task = dataset.segmentation_task
+    if task not in _catalogue_tasks():  # the demo's own tasks: Decathlon-layout data
+        task = "decathlon_format"
+    return Step(
+        f"coralbay robustness {model_id}: {perturbations}",
+        [
+            sys.executable,
+            "-m",
+            "eva_coralbay.cli",
+            "robustness",
+            *model_arguments,
+            "--task",
+            task,
+            "--data-root",
+            str(dataset.root),
+            "--perturbations",
+            perturbations,
+            "--roi-size",
+            "64",
+            "--overlap",
+            "0",
+            "--device",
+            "cpu",
+            "--output",
+            str(output / "robustness" / f"{model_id}.json"),
+        ],
+        log=f"robustness-{model_id}.log",
+    )
 
 
 def _catalogue_tasks() -> set[str]:

@@ -14,7 +14,7 @@ import pytest
 from eva_coralbay import cli, demo
 from eva_coralbay.cli import evaluate as cli_evaluate
 from eva_coralbay.data.synthetic import layouts
-from eva_coralbay.leaderboard import Registry
+from eva_coralbay.leaderboard import Registry, robustness_record
 from eva_coralbay.leaderboard.store import Store
 from tests import hang_guard
 
@@ -38,7 +38,8 @@ def test_plan_uses_the_shipped_configs_and_commands(tmp_path: pathlib.Path) -> N
     assert commands[0] == ["eva_coralbay.cli", "pretrain"]
     assert commands[1] == ["eva_coralbay.cli", "export"]
     evaluations = [step for step in steps if step.command[3] == "evaluate"]
-    assert len(evaluations) == 2 and len(steps) == 4
+    robustness = [step for step in steps if step.command[3] == "robustness"]
+    assert len(evaluations) == 2 and len(robustness) == 2 and len(steps) == 6
     # Each evaluation is `coralbay evaluate`: the jobs it plans are the shipped configs, for the
     # phantom tasks that the step declares in its leaderboard's tasks.yaml first.
     jobs = []
@@ -48,11 +49,19 @@ def test_plan_uses_the_shipped_configs_and_commands(tmp_path: pathlib.Path) -> N
         arguments = cli.build_parser().parse_args(step.command[3:])
         assert arguments.submit and arguments.model_card is not None
         jobs += cli_evaluate._plan(arguments)[0]
+    # The label-efficiency track's smallest version: the segmentation task on 1 case, too.
+    one_case = f"{demo.PHANTOM_SEGMENTATION_TASK}@1"
     assert sorted((job.env["MODEL_NAME"], job.task_id) for job in jobs) == sorted(
         (name, task)
         for name in ("radiology/coralbay", "radiology/coralbay_random")
-        for task in TASKS
+        for task in (*TASKS, one_case)
     )
+    assert {job.env["TRAIN_CASES"] for job in jobs if job.task_id == one_case} == {"1"}
+    # The robustness track's: one window shift of each model, on the validation phantoms.
+    for step in robustness:
+        arguments = cli.build_parser().parse_args(step.command[3:])
+        assert arguments.perturbations == "window_soft_tissue"
+        assert (arguments.task, arguments.data_root) == ("decathlon_format", dataset.root)
     registry = Registry.for_root(tmp_path / "out" / "leaderboard")
     assert [task.id for task in registry.declared()] == list(TASKS)
     assert all(task.synthetic for task in registry.declared())
@@ -125,7 +134,14 @@ def test_reduced_main_job_publishes_all_results(tmp_path: pathlib.Path) -> None:
     assert "CoralBay demo (F=12, DINO)" in readme and "CoralBay random init (F=12)" in readme
     assert (output / "leaderboard" / "heatmap.png").stat().st_size > 0
     assert str(output / "leaderboard" / "README.md") in result.stdout
-    assert "all 4 steps done" in result.stdout
+    assert "all 6 steps done" in result.stdout
+    # The side tracks: each model also trained on one case, and its embedding under one window.
+    for model in MODELS:
+        one_case = output / "runs" / model / f"{demo.PHANTOM_SEGMENTATION_TASK}@1"
+        assert list(one_case.rglob("results.json"))
+        record = robustness_record.read_record(output / "robustness" / f"{model}.json")
+        (shift,) = record["perturbations"]
+        assert shift["name"] == "window_soft_tissue" and -1.0 <= shift["mean_cosine"] <= 1.0
 
     validate = _coralbay(
         "leaderboard", "validate", "--root", str(output / "leaderboard"), cwd=tmp_path
@@ -138,6 +154,6 @@ def test_reduced_main_job_publishes_all_results(tmp_path: pathlib.Path) -> None:
     evaluation = next(step for step in steps if step.command[3] == "evaluate")
     again = _coralbay(*evaluation.command[3:], cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert again.stdout.count("skipped (done)") == len(TASKS), again.stdout
+    assert again.stdout.count("skipped (done)") == len(TASKS) + 1, again.stdout  # and @1
     assert "submitted" not in again.stdout  # the entries exist: no duplicate history
     assert Store(output / "leaderboard").history_paths() == []
