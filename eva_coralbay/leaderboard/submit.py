@@ -82,8 +82,8 @@ def installed_version(distribution: str) -> str | None:
 
 
 @dataclasses.dataclass(frozen=True)
-class Submission:
-    """A submitted entry and where it came from."""
+class SubmitResult:
+    """What a submit did: the entry written and where it came from."""
 
     record: Mapping[str, Any]
     write: WriteResult
@@ -103,7 +103,7 @@ def submit_run(
     per_case_path: pathlib.Path | None = None,
     replace: bool = False,
     date: str | None = None,
-) -> Submission:
+) -> SubmitResult:
     """Submits one eva session to the leaderboard at `root`.
 
     Args:
@@ -176,7 +176,7 @@ def submit_run(
     }
     schema.check_record(_with_display_name(record), where, store.registry)
     written = store.write(record, replace=replace, per_case=per_case_path)
-    return Submission(record, written, run.results_path, tuple(inferred))
+    return SubmitResult(record, written, run.results_path, tuple(inferred))
 
 
 def submit_reported(
@@ -190,7 +190,7 @@ def submit_reported(
     details: ModelDetails | None = None,
     replace: bool = False,
     date: str | None = None,
-) -> Submission:
+) -> SubmitResult:
     """Records a published number that cites its source (no runs, no stdev, no protocol hash).
 
     Raises:
@@ -227,7 +227,7 @@ def submit_reported(
         _with_display_name(record), f"reported entry {model_id}/{task_id}", store.registry
     )
     written = store.write(record, replace=replace)
-    return Submission(record, written, None, ())
+    return SubmitResult(record, written, None, ())
 
 
 def _with_display_name(record: Mapping[str, Any]) -> dict[str, Any]:
