@@ -149,9 +149,9 @@ def _run_submit(args: argparse.Namespace) -> int:
     console = Console(highlight=False, soft_wrap=True)
     inferred = f" (inferred: {', '.join(submission.inferred)})" if submission.inferred else ""
     console.print(
-        f"submitted {record['model_id']} on {record['task_id']}{inferred}: "
-        f"{record['eva_metric_key']} = {record['mean']:.4f} ± {record['stdev']:.4f} "
-        f"over {len(record['values'])} run(s)",
+        f"submitted {record.model_id} on {record.task_id}{inferred}: "
+        f"{record.eva_metric_key} = {record.mean:.4f} ± {record.stdev:.4f} "
+        f"over {len(record.values or ())} run(s)",
         markup=False,
     )
     console.print(f"  wrote {submission.write.path}", markup=False)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from eva_coralbay.leaderboard import case_scores, schema, stats, tasks
 from eva_coralbay.leaderboard.errors import LeaderboardError
+from eva_coralbay.leaderboard.record import Submission, field_rows
 from eva_coralbay.leaderboard.store import Store
 
 ENTRY_COLUMNS = (
@@ -104,7 +105,7 @@ def _contamination(
     )
 
 
-def aggregate(records: Sequence[dict[str, Any]], store: Store) -> Board:
+def aggregate(records: Sequence[Submission], store: Store) -> Board:
     """Builds the tables from valid entries (one per model and task).
 
     Args:
@@ -115,7 +116,7 @@ def aggregate(records: Sequence[dict[str, Any]], store: Store) -> Board:
         LeaderboardError: When a model's entries disagree on its details, or a per-case file
             cannot be read.
     """
-    frame = pd.DataFrame.from_records(list(records), columns=list(load_columns()))
+    frame = pd.DataFrame.from_records(field_rows(records), columns=list(load_columns()))
     present = set(frame["task_id"].unique())
     registry = store.registry
     board_tasks = [task for task in registry if task.id in present]
@@ -181,8 +182,8 @@ def _entries(
     frame["task_type"] = pd.Series(task_types[task_position], index=frame.index)
     frame["synthetic"] = np.array([task.synthetic for task in board_tasks])[task_position]
     frame["n_runs"] = frame["values"].map(lambda values: None if values is None else len(values))
-    frame["source_citation"] = frame["source"].map(lambda s: None if s is None else s["citation"])
-    frame["source_url"] = frame["source"].map(lambda s: None if s is None else s["url"])
+    frame["source_citation"] = frame["source"].map(lambda s: None if s is None else s.citation)
+    frame["source_url"] = frame["source"].map(lambda s: None if s is None else s.url)
     keys = pd.MultiIndex.from_arrays([frame["model_id"], frame["task_id"]])
     flags = contamination.stack(future_stack=True).reindex(keys).to_numpy()
     frame["contaminated"] = pd.Series(flags, index=frame.index, dtype=object)

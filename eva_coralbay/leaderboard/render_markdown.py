@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pathlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +11,7 @@ import pandas as pd
 from eva_coralbay.leaderboard import stats, tasks
 from eva_coralbay.leaderboard.aggregate import Board
 from eva_coralbay.leaderboard.metrics import METRICS
+from eva_coralbay.leaderboard.record import History, field_rows
 
 MISSING = "—"
 CONTAMINATED = "†"
@@ -67,9 +67,7 @@ def entry_cells(entries: pd.DataFrame, labels: dict[tuple[str, str], str]) -> pd
     return text + np.where(entries["contaminated"].eq(True), " " + CONTAMINATED, "")
 
 
-def source_labels(
-    entries: pd.DataFrame, history: Sequence[tuple[pathlib.Path, dict[str, Any]]]
-) -> dict[tuple[str, str], str]:
+def source_labels(entries: pd.DataFrame, history: History) -> dict[tuple[str, str], str]:
     """Numbers every cited source (S1, S2, ...) in the order of its citation text."""
     keys = {
         (citation, url or "")
@@ -77,9 +75,9 @@ def source_labels(
         if isinstance(citation, str)
     }
     keys |= {
-        (record["source"]["citation"], record["source"]["url"] or "")
+        (record.source.citation, record.source.url or "")
         for _, record in history
-        if record["source"] is not None
+        if record.source is not None
     }
     return {key: f"S{number}" for number, key in enumerate(sorted(keys), start=1)}
 
@@ -180,7 +178,7 @@ def _legend(board: Board) -> str:
 
 def _superseded(
     board: Board,
-    history: Sequence[tuple[pathlib.Path, dict[str, Any]]],
+    history: History,
     labels: dict[tuple[str, str], str],
 ) -> str | None:
     if not history:
@@ -198,23 +196,23 @@ def _superseded(
     ordered = sorted(
         history,
         key=lambda item: (
-            order.get(item[1]["model_id"], len(order)),
-            board.registry.position(item[1]["task_id"]),
+            order.get(item[1].model_id, len(order)),
+            board.registry.position(item[1].task_id),
             item[0].name,
         ),
     )
-    old = pd.DataFrame([record for _, record in ordered])
-    old["source_citation"] = old["source"].map(lambda s: None if s is None else s["citation"])
-    old["source_url"] = old["source"].map(lambda s: None if s is None else s["url"])
+    old = pd.DataFrame.from_records(field_rows(record for _, record in ordered))
+    old["source_citation"] = old["source"].map(lambda s: None if s is None else s.citation)
+    old["source_url"] = old["source"].map(lambda s: None if s is None else s.url)
     old_cells = entry_cells(
         old.assign(best=False, tied_with_best=None, contaminated=None), labels
     ).to_numpy()
     rows = [
         [
-            _escape(str(names.get(record["model_id"], record["model_id"]))),
-            _escape(board.registry.get(record["task_id"]).display_name),
-            old_cell if record["kind"] == "reported" else f"{old_cell} (run {record['run_id']})",
-            current.get((record["model_id"], record["task_id"]), MISSING),
+            _escape(str(names.get(record.model_id, record.model_id))),
+            _escape(board.registry.get(record.task_id).display_name),
+            old_cell if record.kind == "reported" else f"{old_cell} (run {record.run_id})",
+            current.get((record.model_id, record.task_id), MISSING),
         ]
         for (_, record), old_cell in zip(ordered, old_cells, strict=True)
     ]
@@ -280,7 +278,7 @@ def _tasks_table(board: Board) -> str:
 
 def render(
     board: Board,
-    history: Sequence[tuple[pathlib.Path, dict[str, Any]]],
+    history: History,
     heatmap: str | None,
 ) -> str:
     """Returns the README.md text.

@@ -21,6 +21,7 @@ import pandas as pd
 from eva_coralbay.leaderboard import render_markdown, render_sizes, stats, tasks
 from eva_coralbay.leaderboard.aggregate import Board
 from eva_coralbay.leaderboard.metrics import METRICS
+from eva_coralbay.leaderboard.record import History, Submission
 
 FOLDER = "site"
 """The site's folder under the leaderboard root."""
@@ -35,8 +36,6 @@ MISSING = render_markdown.MISSING
 CONTAMINATED = render_markdown.CONTAMINATED
 TIED = render_markdown.TIED
 TITLE = "3D radiology leaderboard"
-
-History = Sequence[tuple[pathlib.Path, dict[str, Any]]]
 
 
 def _escape(value: Any) -> str:
@@ -762,9 +761,9 @@ def _model_pages(
     }
     missing_tail = f"<td>{MISSING}</td><td>{MISSING}</td>"
     contamination = _contamination_by_task(board)
-    old_by_model: dict[str, list[tuple[pathlib.Path, dict[str, Any]]]] = {}
+    old_by_model: dict[str, list[tuple[pathlib.Path, Submission]]] = {}
     for path, record in history:
-        old_by_model.setdefault(record["model_id"], []).append((path, record))
+        old_by_model.setdefault(record.model_id, []).append((path, record))
     headers = "".join(
         [
             _header("Task", "text"),
@@ -834,7 +833,7 @@ def _model_card(model: str, details: dict[str, Any], n_scored: int) -> str:
 
 def _history_section(
     model: str,
-    old: list[tuple[pathlib.Path, dict[str, Any]]],
+    old: list[tuple[pathlib.Path, Submission]],
     labels: dict[tuple[str, str], str],
     cells: _Cells,
     registry: tasks.Registry,
@@ -845,22 +844,23 @@ def _history_section(
             f'<section id="history" aria-labelledby="history-title">\n{title}\n'
             "<p>None: no entry of this model was replaced.</p>\n</section>"
         )
-    old = sorted(old, key=lambda item: (registry.position(item[1]["task_id"]), item[0].name))
+    old = sorted(old, key=lambda item: (registry.position(item[1].task_id), item[0].name))
     rows = []
     for path, record in old:
-        task = registry.get(record["task_id"])
-        if record["kind"] == "run":
-            value = f"{record['mean']:.3f} ± {record['stdev']:.3f}"
-            source = f"run <code>{_escape(record['run_id'])}</code>"
+        task = registry.get(record.task_id)
+        if record.kind == "run":
+            value = f"{record.mean:.3f} ± {record.stdev:.3f}"
+            source = f"run <code>{_escape(record.run_id)}</code>"
         else:
-            value = render_markdown.reported_text(pd.Series([float(record["mean"])])).iloc[0]
-            source = _source_link(labels, record["source"]["citation"], record["source"]["url"])
+            assert record.source is not None  # the schema requires it of a reported entry
+            value = render_markdown.reported_text(pd.Series([float(record.mean)])).iloc[0]
+            source = _source_link(labels, record.source.citation, record.source.url)
         i = cells.position.get((model, task.id))
         current = MISSING if i is None else f"{cells.score[i]} ({cells.source[i]})"
         kept = f"submissions/{model}/history/{task.id}/{path.name}"
         rows.append(
             f'<tr><th scope="row"><a href="../{task_page(task.id)}">{_task_name(task)}</a></th>'
-            f"<td>{value}</td><td>{source}</td><td>{_escape(record['date'])}</td>"
+            f"<td>{value}</td><td>{source}</td><td>{_escape(record.date)}</td>"
             f"<td><code>{_escape(kept)}</code></td><td>{current}</td></tr>"
         )
     headers = [

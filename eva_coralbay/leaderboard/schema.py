@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from eva_coralbay.leaderboard import tasks
 from eva_coralbay.leaderboard.errors import LeaderboardError
+from eva_coralbay.leaderboard.record import Submission
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
@@ -179,7 +180,7 @@ def parse_json(text: str | bytes, where: str) -> Any:
         raise LeaderboardError(f"{where}: malformed JSON: {error}") from None
 
 
-def read_record(path: pathlib.Path, registry: tasks.Registry) -> dict[str, Any]:
+def read_record(path: pathlib.Path, registry: tasks.Registry) -> Submission:
     """Reads and validates one submission file against the tasks of its leaderboard.
 
     Raises:
@@ -189,7 +190,8 @@ def read_record(path: pathlib.Path, registry: tasks.Registry) -> dict[str, Any]:
         text = path.read_bytes()
     except OSError as error:
         raise LeaderboardError(f"{path}: cannot read: {error.strerror}") from None
-    return check_record(parse_json(text, str(path)), str(path), registry)
+    record = check_record(parse_json(text, str(path)), str(path), registry)
+    return Submission.from_json(record, str(path))
 
 
 def dump_record(record: Mapping[str, Any]) -> bytes:
