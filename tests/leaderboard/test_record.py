@@ -18,7 +18,7 @@ from tests.leaderboard.builders import REPOSITORY_SUBMISSIONS
 
 def test_the_record_has_the_schema_fields() -> None:
     document = schema.load_schema()
-    assert FIELD_NAMES == set(document["properties"])
+    assert set(document["properties"]) == FIELD_NAMES
     assert set(document["required"]) == REQUIRED_FIELDS
     assert set(OPTIONAL_FIELDS) == {"torch_version", "torchmetrics_version"}
 
