@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ from eva_coralbay.leaderboard import stats, tasks
 from eva_coralbay.leaderboard.aggregate import Board
 from eva_coralbay.leaderboard.metrics import METRICS
 from eva_coralbay.leaderboard.record import History, field_rows
+from eva_coralbay.leaderboard.variants import FULL_LABELS, count_unit
 
 MISSING = "—"
 CONTAMINATED = "†"
@@ -276,10 +278,143 @@ def _tasks_table(board: Board) -> str:
     return "## Tasks\n\n" + _table(header, ["---"] * len(header), rows)
 
 
+LABEL_EFFICIENCY_NOTE = (
+    "A task's label-efficiency variants (`btcv@5`: trained on 5 labelled cases; for a probe, 5 "
+    "samples per class) are each another protocol, scored on the task's whole validation "
+    "split. Read a row as a curve of score against labels ending with the full-label score "
+    "(*all*, the entry of the tables above). They stay out of the means and ranks: with few "
+    "labels a score depends on which cases were drawn."
+)
+
+ROBUSTNESS_NOTE = (
+    "Mean cosine similarity, over the record's scans, of each perturbed whole-scan embedding "
+    "to the unperturbed one (`coralbay robustness`): 1 means the encoder did not notice the "
+    "change. The orientation columns check the preprocessing (RAS and LPS input must give the same "
+    "voxels); flips are not meant to leave an embedding unchanged. A cosine is on no task "
+    "metric's scale, so the records stay out of the ranking."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class CurvePoint:
+    """One point of a label-efficiency curve."""
+
+    kind: str
+    mean: float
+    stdev: float | None
+
+    def text(self) -> str:
+        """Mean ± stdev over eva's runs; the mean alone for a published number."""
+        if self.kind == "run" and self.stdev is not None:
+            return f"{self.mean:.3f} ± {self.stdev:.3f}"
+        return f"{self.mean:.3f}"
+
+
+@dataclasses.dataclass(frozen=True)
+class CurveGrid:
+    """A task's label-efficiency curves as a model x labels table."""
+
+    task: tasks.Task
+    counts: list[int | None]
+    """The columns: the counts of labels in increasing order, then None (every label)."""
+    models: list[tuple[str, str]]
+    """The rows: (model id, display name), in leaderboard order."""
+    points: dict[tuple[str, int | None], CurvePoint]
+    """The cells, by (model id, count); a missing key is a point the model has not submitted."""
+
+
+def label_efficiency_grids(board: Board) -> list[CurveGrid]:
+    """Every task with variants as a model x labels grid, in the board's task order."""
+    curves = board.label_efficiency
+    grids = []
+    for task_id in dict.fromkeys(curves["task_id"]):
+        rows = curves.loc[curves["task_id"] == task_id]
+        counts = sorted({int(value) for value in rows["labels"] if not pd.isna(value)})
+        points = {
+            (str(model), None if pd.isna(labels) else int(labels)): CurvePoint(
+                str(kind), float(mean), None if pd.isna(stdev) else float(stdev)
+            )
+            for model, labels, kind, mean, stdev in zip(
+                rows["model_id"],
+                rows["labels"],
+                rows["kind"],
+                rows["mean"],
+                rows["stdev"],
+                strict=True,
+            )
+        }
+        models = list(dict.fromkeys(zip(rows["model_id"], rows["display_name"], strict=True)))
+        grids.append(CurveGrid(board.registry.get(str(task_id)), [*counts, None], models, points))
+    return grids
+
+
+def _label_efficiency(board: Board, plot: str | None) -> str | None:
+    if board.label_efficiency.empty:
+        return None
+    sections = ["## Label efficiency", LABEL_EFFICIENCY_NOTE]
+    if plot:
+        sections.append(f"![Score against labelled training data]({plot})")
+    for grid in label_efficiency_grids(board):
+        task = grid.task
+        header = ["Model", *(FULL_LABELS if count is None else str(count) for count in grid.counts)]
+        rows = [
+            [
+                _escape(str(name)),
+                *(
+                    point.text() if (point := grid.points.get((model, count))) else MISSING
+                    for count in grid.counts
+                ),
+            ]
+            for model, name in grid.models
+        ]
+        sections.append(
+            f"### {_escape(task.display_name)}: {task.metric_spec.display_name} by "
+            f"{count_unit(task.type)}\n\n"
+            + _table(header, ["---"] + [":---:"] * len(grid.counts), rows)
+        )
+    return "\n\n".join(sections)
+
+
+def robustness_grid(board: Board, value: str) -> pd.DataFrame:
+    """Model x perturbation (columns in the view's order) of one robustness column."""
+    frame = board.robustness
+    grid = frame.pivot(index="model_id", columns="perturbation", values=value)
+    return grid.reindex(
+        index=list(dict.fromkeys(frame["model_id"])),
+        columns=list(dict.fromkeys(frame["perturbation"])),
+    )
+
+
+def _robustness(board: Board) -> str | None:
+    frame = board.robustness
+    if frame.empty:
+        return None
+    models = frame.drop_duplicates("model_id").set_index("model_id")
+    sections = ["## Robustness", ROBUSTNESS_NOTE]
+    tables = [("mean_cosine", "Mean cosine to the unperturbed embedding", 3)]
+    if frame["probe_accuracy_change"].notna().any():
+        tables.append(("probe_accuracy_change", "Change in probe accuracy", 3))
+    for value, title, digits in tables:
+        grid = robustness_grid(board, value)
+        rows = [
+            [
+                _escape(str(models.at[model, "display_name"])),
+                str(models.at[model, "n_scans"]),
+                *_number(grid.loc[model], digits).tolist(),
+            ]
+            for model in grid.index
+        ]
+        header = ["Model", "Scans", *(f"`{name}`" for name in grid.columns)]
+        align = ["---", "---:"] + [":---:"] * len(grid.columns)
+        sections.append(f"### {title}\n\n" + _table(header, align, rows))
+    return "\n\n".join(sections)
+
+
 def render(
     board: Board,
     history: History,
     heatmap: str | None,
+    curves: str | None = None,
 ) -> str:
     """Returns the README.md text.
 
@@ -287,6 +422,7 @@ def render(
         board: The aggregated tables.
         history: Replaced entries and their files.
         heatmap: The heatmap's file name (relative to the README), or None.
+        curves: The label-efficiency plot's file name (relative to the README), or None.
     """
     labels = source_labels(board.entries, history)
     cells = entry_cells(board.entries, labels)
@@ -302,6 +438,7 @@ def render(
         sections.append(f"![Leaderboard heatmap]({heatmap})")
     sections.append("## Overall\n\n" + _overall(board))
     sections += [_per_type(board, kind, cells) for kind in tasks.TASK_TYPES]
+    sections += [_label_efficiency(board, curves), _robustness(board)]
     sections += [
         _legend(board),
         _superseded(board, history, labels),

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from eva_coralbay.leaderboard import tasks
+from eva_coralbay.leaderboard import tasks, variants
 from eva_coralbay.leaderboard.errors import LeaderboardError
 from eva_coralbay.leaderboard.record import Submission
 
@@ -83,7 +83,8 @@ def schema_errors(record: Any) -> list[str]:
 def record_problems(record: Any, registry: tasks.Registry) -> list[str]:
     """Returns everything wrong with a submission record; empty when it is valid.
 
-    Checks the JSON Schema, then what the registry knows: the task and its metric exist,
+    Checks the JSON Schema, then what the registry knows: the task (a variant's task, for a
+    label-efficiency variant such as `btcv@5`) and its metric exist,
     every value lies in the metric's range, and mean and stdev agree with the per-run values.
 
     Args:
@@ -99,7 +100,7 @@ def record_problems(record: Any, registry: tasks.Registry) -> list[str]:
     if problems or not isinstance(record, dict):
         return problems
     try:
-        task = registry.get(record["task_id"])
+        task = registry.get(variants.base_task(record["task_id"]))
     except LeaderboardError as error:
         return [str(error)]
     if record["metric"] != task.metric:

@@ -10,7 +10,7 @@ from typing import Any
 
 import eva_coralbay
 from eva_coralbay import _io
-from eva_coralbay.leaderboard import case_scores, eva_run, ids, protocol, schema
+from eva_coralbay.leaderboard import case_scores, eva_run, ids, protocol, schema, variants
 from eva_coralbay.leaderboard.errors import LeaderboardError
 from eva_coralbay.leaderboard.record import Source, Submission
 from eva_coralbay.leaderboard.store import Store, WriteResult
@@ -116,7 +116,9 @@ def submit_run(
         path: results.json, its session folder, or an OUTPUT_ROOT holding one session.
         root: The leaderboard folder; its tasks are the built-in ones plus its tasks.yaml's.
         model_id: The model id; inferred from the config's `ModelFromRegistry` when None.
-        task_id: The task id; inferred from the config's dataset classes when None.
+        task_id: The task id; inferred from the config's dataset classes when None. A run on a
+            subset of the labels (the config's `train_cases` / `train_samples_per_class`) is
+            entered as the task's variant `<task>@<count>`; a variant given here must match.
         stage: `val` or `test`; by default the test stage when results.json has the metric there.
         details: What is known about the model (display name, parameters, ...).
         per_case_path: A per-case score file; by default `per_case_scores.parquet` beside
@@ -134,10 +136,22 @@ def submit_run(
     run = eva_run.read_run(path)
     where = str(run.results_path)
     inferred = []
+    labelled = eva_run.labelled_count(run)
     if task_id is None:
         task_id = eva_run.infer_task(run, store.registry)
         inferred.append("task")
-    task = store.registry.get(task_id)
+    base_id, given_count = variants.split(task_id)
+    if given_count is not None and given_count != labelled:
+        trained_on = "every label" if labelled is None else f"{labelled} labels"
+        raise LeaderboardError(
+            f"{run.config_path}: task {task_id!r} is the variant trained on {given_count} labels, "
+            f"but the run's config trained on {trained_on} (train_cases / "
+            "train_samples_per_class)"
+        )
+    task = store.registry.get(base_id)
+    # A run on a subset of the labels is that task's label-efficiency variant (`btcv@5`): its
+    # own entry, outside the main ranking.
+    entry_task_id = variants.variant_id(task.id, labelled)
     registry_names = eva_run.registry_names(run.config)
     registry_name = registry_names[0] if len(registry_names) == 1 else None
     if model_id is None:
@@ -162,7 +176,7 @@ def submit_run(
         model_id=model_id,
         registry_name=registry_name,
         **(details or ModelDetails()).as_record_fields(model_id),
-        task_id=task.id,
+        task_id=entry_task_id,
         metric=task.metric,
         eva_metric_key=result.key,
         stage=result.stage,

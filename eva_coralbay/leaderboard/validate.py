@@ -6,7 +6,7 @@ import collections
 import pathlib
 
 from eva_coralbay import _io
-from eva_coralbay.leaderboard import build, case_scores, load, store
+from eva_coralbay.leaderboard import build, case_scores, load, robustness_board, store, variants
 from eva_coralbay.leaderboard.errors import LeaderboardError
 from eva_coralbay.leaderboard.record import Submission
 
@@ -15,9 +15,10 @@ def validate(root: pathlib.Path) -> list[str]:
     """Checks a leaderboard folder; returns every problem found (empty when it is valid).
 
     Checks the root's tasks.yaml (when it has one), each entry and history record (schema,
-    registry, values) against the built-in tasks and the root's own, file names against the
-    records, that a model's entries agree on its details, that every referenced per-case file
-    exists with its sha256 and valid content, that no per-case file is unreferenced, and
+    registry, values) against the built-in tasks and the root's own, each robustness record,
+    file names against the records, that a model's entries agree on its details, that every
+    referenced per-case file exists with its sha256 and valid content, that no per-case file is
+    unreferenced, and
     that README.md (when present) is what `build` would write now.
     """
     try:
@@ -27,7 +28,7 @@ def validate(root: pathlib.Path) -> list[str]:
     if not folder.submissions.is_dir():
         return [f"{folder.submissions}: missing (no leaderboard here; submit to create one)"]
     loaded = load.load(folder)
-    problems = list(loaded.problems)
+    problems = list(loaded.problems) + robustness_board.load(folder)[1]
     by_model: dict[str, list[Submission]] = collections.defaultdict(list)
     for record in loaded.entries:
         by_model[record.model_id].append(record)
@@ -57,7 +58,8 @@ def validate(root: pathlib.Path) -> list[str]:
             problems.append(f"{file}: sha256 differs from per_case_sha256 in {path}")
             continue
         try:
-            case_scores.check_file(file, folder.registry.get(record.task_id).metric_spec)
+            task = folder.registry.get(variants.base_task(record.task_id))
+            case_scores.check_file(file, task.metric_spec)
         except LeaderboardError as error:
             problems.append(str(error))
     problems += [

@@ -66,7 +66,8 @@ def test_every_page_loads_cleanly_and_every_link_resolves(
 ) -> None:
     root, board = site_board
     pages = _pages(root)
-    assert len(pages) == 1 + len(board.tasks) + len(board.models)
+    # The index, a page per task and per model, the label-efficiency and robustness views.
+    assert len(pages) == 1 + len(board.tasks) + len(board.models) + 2
     statuses: dict[str, int] = {}
     ids: dict[str, set[str]] = {}
     _errors(browser)
