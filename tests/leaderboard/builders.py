@@ -26,7 +26,7 @@ def submit_scores(
     *,
     per_case: pd.DataFrame | None = None,
     details: ModelDetails | None = None,
-) -> None:
+) -> SubmitResult:
     """Submits an eva-layout segmentation session with these per-run Dice values."""
     session = eva_output.write_session(
         tmp_path / "runs" / model_id / task_id,
@@ -35,7 +35,7 @@ def submit_scores(
     )
     if per_case is not None:
         per_case.to_parquet(session / "per_case_scores.parquet")
-    submit_run(session, root, model_id=model_id, task_id=task_id, details=details)
+    return submit_run(session, root, model_id=model_id, task_id=task_id, details=details)
 
 
 VARIANT_TEMPLATE = eva_output.SEGMENTATION_TEMPLATE.replace(
