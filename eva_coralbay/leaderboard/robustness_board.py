@@ -19,7 +19,7 @@ from typing import Any
 from eva_coralbay._io import atomic_write_bytes
 from eva_coralbay.leaderboard import eva_run, ids, robustness_record, schema
 from eva_coralbay.leaderboard.errors import LeaderboardError
-from eva_coralbay.leaderboard.store import Store
+from eva_coralbay.leaderboard.store import Store, next_history_path
 
 FOLDER = "robustness"
 """The folder of the robustness records under the leaderboard root."""
@@ -162,11 +162,7 @@ def submit(
                     f"{target}: model {model_id!r} has a robustness record; pass --replace to "
                     "replace it (the old record is kept in the history)"
                 )
-            history = folder(store) / HISTORY / model_id
-            number = 1 + max(
-                (int(p.stem) for p in history.glob("*.json") if p.stem.isdigit()), default=0
-            )
-            replaced = history / f"{number:04d}.json"
+            replaced = next_history_path(folder(store) / HISTORY / model_id)
             atomic_write_bytes(replaced, target.read_bytes())
         atomic_write_bytes(target, schema.dump_record(data))
     return RobustnessWrite(RobustnessSubmission.from_json(model_id, data), target, replaced)

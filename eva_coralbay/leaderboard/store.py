@@ -3,9 +3,11 @@
 Layout under the root:
 
     submissions/<model>/<task>.json                  the current entry of a model on a task
+    submissions/<model>/<task>@<count>.json          a label-efficiency variant (`variants`)
     submissions/<model>/history/<task>/<NNNN>.json   entries it replaced, oldest first
     submissions/<model>/per_case/<sha256>.parquet    per-case scores, content-addressed
     tasks.yaml                                       the root's own tasks, if any (`task_file`)
+    robustness/<model>.json                          robustness records (`robustness_board`)
     leaderboard.parquet, README.md, heatmap.png, heatmap.svg   written by `build`
 """
 
@@ -145,14 +147,16 @@ class Store:
                     atomic_copy(per_case, target)
             replaced = None
             if path.exists():
-                history = self.history_dir(model_id, task_id)
-                number = 1 + max(
-                    (int(p.stem) for p in history.glob("*.json") if p.stem.isdigit()), default=0
-                )
-                replaced = history / f"{number:04d}.json"
+                replaced = next_history_path(self.history_dir(model_id, task_id))
                 atomic_write_bytes(replaced, path.read_bytes())
             atomic_write_bytes(path, schema.dump_record(content))
         return WriteResult(path, replaced, merged)
+
+
+def next_history_path(history: pathlib.Path) -> pathlib.Path:
+    """Where the next replaced record goes in a history folder: `<NNNN>.json`, counting up."""
+    number = 1 + max((int(p.stem) for p in history.glob("*.json") if p.stem.isdigit()), default=0)
+    return history / f"{number:04d}.json"
 
 
 def known_model_fields(records: Sequence[Submission]) -> dict[str, Any]:
