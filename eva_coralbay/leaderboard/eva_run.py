@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from eva_coralbay.leaderboard import protocol, tasks, variants
+from eva_coralbay.leaderboard import protocol, tasks
 from eva_coralbay.leaderboard.errors import LeaderboardError
 from eva_coralbay.leaderboard.schema import is_finite_number
 from eva_coralbay.tasks import per_case_format
@@ -258,8 +258,8 @@ def infer_task(run: EvaRun, registry: tasks.Registry) -> str:
             "pass --task"
         )
     folder = run.results_path.parent.parent.name
-    if variants.base_task(folder) in registry:  # `btcv@5`: the variant's count is the config's
-        return variants.base_task(folder)
+    if folder in registry:
+        return folder
     raise LeaderboardError(
         f"{run.config_path}: no dataset class of a registered task "
         f"({', '.join(dataset_class_paths(run.config)) or 'no datasets'}) and the output folder "

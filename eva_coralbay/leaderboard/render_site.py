@@ -398,10 +398,10 @@ def _views_section(board: Board) -> str | None:
     )
 
 
-def _model_link(model_id: str, name: str, board: Board, up: str = "") -> str:
+def _model_link(model_id: str, name: str, board: Board) -> str:
     """A model's name, linked to its page when it has one (a model with full-label entries)."""
     if model_id in board.models.index:
-        return f'<a href="{up}{model_page(model_id)}">{name}</a>'
+        return f'<a href="{model_page(model_id)}">{name}</a>'
     return name
 
 
