@@ -35,15 +35,28 @@ def register(subparsers: Any) -> None:
 
     submit = commands.add_parser(
         "submit",
-        help="add an eva run (results.json + config.yaml) to the leaderboard",
+        help="add an eva run (results.json + config.yaml) or a robustness record",
         description=(
             "Reads results.json and the config.yaml beside it, infers model (from the config's "
             "ModelFromRegistry model_name) and task (from its dataset classes, else the output "
-            "folder name), validates, and writes submissions/<model>/<task>.json atomically."
+            "folder name; a run on a subset of the labels is the task's variant <task>@<count>),"
+            " validates, and writes submissions/<model>/<task>.json atomically. With "
+            "--robustness FILE it adds a `coralbay robustness` record as "
+            "robustness/<model>.json instead."
         ),
     )
     submit.add_argument(
-        "path", type=pathlib.Path, help="results.json, its session folder or an OUTPUT_ROOT"
+        "path",
+        type=pathlib.Path,
+        nargs="?",
+        help="results.json, its session folder or an OUTPUT_ROOT",
+    )
+    submit.add_argument(
+        "--robustness",
+        type=pathlib.Path,
+        metavar="FILE",
+        help="a `coralbay robustness` record to submit instead of an eva run (model id: "
+        "--model, else the record's model name)",
     )
     submit.add_argument("--model", help="model id (lowercase slug); default: inferred")
     submit.add_argument("--task", help="task id; default: inferred")
@@ -122,6 +135,10 @@ def _run_submit(args: argparse.Namespace) -> int:
     from eva_coralbay.leaderboard.submit import ModelDetails, submit_run
 
     root = _root(args)
+    if (args.path is None) == (args.robustness is None):
+        return _error("give an eva run (PATH) or a robustness record (--robustness FILE)")
+    if args.robustness is not None:
+        return _submit_robustness(args, root)
     try:
         card = ModelDetails.from_card(args.model_card) if args.model_card else ModelDetails()
         flags = ModelDetails(
@@ -149,14 +166,60 @@ def _run_submit(args: argparse.Namespace) -> int:
     console = Console(highlight=False, soft_wrap=True)
     inferred = f" (inferred: {', '.join(submission.inferred)})" if submission.inferred else ""
     console.print(
-        f"submitted {record['model_id']} on {record['task_id']}{inferred}: "
-        f"{record['eva_metric_key']} = {record['mean']:.4f} ± {record['stdev']:.4f} "
-        f"over {len(record['values'])} run(s)",
+        f"submitted {record.model_id} on {record.task_id}{inferred}: "
+        f"{record.eva_metric_key} = {record.mean:.4f} ± {record.stdev:.4f} "
+        f"over {len(record.values or ())} run(s)",
         markup=False,
     )
     console.print(f"  wrote {submission.write.path}", markup=False)
     if submission.write.replaced is not None:
         console.print(f"  previous entry kept as {submission.write.replaced}", markup=False)
+    console.print(
+        f"  run `coralbay leaderboard build --root {root}` to update the tables", markup=False
+    )
+    return 0
+
+
+_RUN_ONLY_OPTIONS = (
+    "task",
+    "stage",
+    "model_card",
+    "display_name",
+    "parameters",
+    "embedding_dim",
+    "pretraining_datasets",
+    "weights_source",
+    "weights_sha256",
+    "per_case",
+    "date",
+)
+"""Options of `submit` that describe an eva run, not a robustness record."""
+
+
+def _submit_robustness(args: argparse.Namespace, root: pathlib.Path) -> int:
+    from rich.console import Console
+
+    from eva_coralbay.leaderboard import LeaderboardError, robustness_board
+
+    given = [f"--{name.replace('_', '-')}" for name in _RUN_ONLY_OPTIONS if getattr(args, name)]
+    if given:
+        return _error(f"{', '.join(given)}: options of an eva run, not of --robustness")
+    try:
+        written = robustness_board.submit(
+            args.robustness, root, model_id=args.model, replace=args.replace
+        )
+    except LeaderboardError as error:
+        return _error(str(error))
+    console = Console(highlight=False, soft_wrap=True)
+    record = written.submission
+    console.print(
+        f"submitted the robustness record of {record.model_id} ({record.registry_name}): "
+        f"{len(record.perturbations)} perturbations over {record.n_scans} scan(s)",
+        markup=False,
+    )
+    console.print(f"  wrote {written.path}", markup=False)
+    if written.replaced is not None:
+        console.print(f"  previous record kept as {written.replaced}", markup=False)
     console.print(
         f"  run `coralbay leaderboard build --root {root}` to update the tables", markup=False
     )

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from eva_coralbay.leaderboard import case_scores, schema, stats, tasks
+from eva_coralbay.leaderboard import case_scores, robustness_board, schema, stats, tasks, variants
 from eva_coralbay.leaderboard.errors import LeaderboardError
+from eva_coralbay.leaderboard.record import Submission, field_rows
+from eva_coralbay.leaderboard.robustness_board import RobustnessSubmission
 from eva_coralbay.leaderboard.store import Store
 
 ENTRY_COLUMNS = (
@@ -46,6 +49,36 @@ ENTRY_COLUMNS = (
 """The columns of `leaderboard.parquet`, one row per current entry."""
 
 
+LABEL_EFFICIENCY_COLUMNS = (
+    "task_id",
+    "model_id",
+    "display_name",
+    "labels",
+    "entry_task_id",
+    "kind",
+    "mean",
+    "stdev",
+)
+"""A point of a label-efficiency curve: `labels` is the count of labels (training cases, or
+training samples per class for a probe), None at the full-label point (`entry_task_id` is the
+task itself there, the variant `<task>@<labels>` elsewhere)."""
+
+ROBUSTNESS_COLUMNS = (
+    "model_id",
+    "display_name",
+    "registry_name",
+    "task_id",
+    "n_scans",
+    "date",
+    "perturbation",
+    "kind",
+    "mean_cosine",
+    "min_cosine",
+    "probe_accuracy_change",
+)
+"""A perturbation of a model's robustness record (`robustness_board`)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Board:
     """Everything the renderers need."""
@@ -67,6 +100,18 @@ class Board:
 
     case_scores: dict[tuple[str, str], pd.DataFrame] = dataclasses.field(default_factory=dict)
     """The case x class scores of every entry with a per-case file, by (model id, task id)."""
+
+    label_efficiency: pd.DataFrame = dataclasses.field(
+        default_factory=lambda: pd.DataFrame(columns=list(LABEL_EFFICIENCY_COLUMNS))
+    )
+    """The label-efficiency curves (`LABEL_EFFICIENCY_COLUMNS`): one row per point, by task,
+    model (leaderboard order) and labels, each curve ending with its full-label entry."""
+
+    robustness: pd.DataFrame = dataclasses.field(
+        default_factory=lambda: pd.DataFrame(columns=list(ROBUSTNESS_COLUMNS))
+    )
+    """The robustness records (`ROBUSTNESS_COLUMNS`): one row per model and perturbation, by
+    model (leaderboard order, then id) and perturbation (kind, then name)."""
 
 
 def _model_details(frame: pd.DataFrame) -> pd.DataFrame:
@@ -104,18 +149,32 @@ def _contamination(
     )
 
 
-def aggregate(records: Sequence[dict[str, Any]], store: Store) -> Board:
+def aggregate(
+    records: Sequence[Submission],
+    store: Store,
+    robustness: Sequence[RobustnessSubmission] = (),
+) -> Board:
     """Builds the tables from valid entries (one per model and task).
+
+    The label-efficiency variants (`btcv@5`) among `records` go to their own view only: the
+    means, ranks and ties are of the full-label entries.
 
     Args:
         records: The current entries.
         store: The leaderboard folder (its tasks, and its per-case score files).
+        robustness: The current robustness records.
 
     Raises:
-        LeaderboardError: When a model's entries disagree on its details, or a per-case file
-            cannot be read.
+        LeaderboardError: When there is no full-label entry, a model's entries disagree on its
+            details, or a per-case file cannot be read.
     """
-    frame = pd.DataFrame.from_records(list(records), columns=list(load_columns()))
+    records, subsets = variants.partition(records)
+    if not records:
+        raise LeaderboardError(
+            f"{store.submissions}: no full-label entries (only label-efficiency variants); "
+            "the leaderboard ranks full-label entries and shows the variants beside them"
+        )
+    frame = pd.DataFrame.from_records(field_rows(records), columns=list(load_columns()))
     present = set(frame["task_id"].unique())
     registry = store.registry
     board_tasks = [task for task in registry if task.id in present]
@@ -140,7 +199,112 @@ def aggregate(records: Sequence[dict[str, Any]], store: Store) -> Board:
     entries["best"] = (entries["mean"].astype(float) * entries["task_id"].map(signs)).eq(best_value)
     scores = _case_scores(entries, store)
     entries = _ties(entries, signed.idxmax(axis=0), scores, registry)
-    return Board(board_tasks, scored, models, entries.loc[:, list(ENTRY_COLUMNS)], registry, scores)
+    return Board(
+        board_tasks,
+        scored,
+        models,
+        entries.loc[:, list(ENTRY_COLUMNS)],
+        registry,
+        scores,
+        _label_efficiency(subsets, models, entries, registry),
+        _robustness(robustness, models),
+    )
+
+
+def _model_order(models: pd.DataFrame, model_ids: Sequence[str]) -> list[str]:
+    """`model_ids` in leaderboard order; models not on the board after them, by id."""
+    position = {model: index for index, model in enumerate(models.index)}
+    return sorted(set(model_ids), key=lambda model: (position.get(model, len(position)), model))
+
+
+def _label_efficiency(
+    subsets: Sequence[Submission],
+    models: pd.DataFrame,
+    entries: pd.DataFrame,
+    registry: tasks.Registry,
+) -> pd.DataFrame:
+    """The label-efficiency curves, one per (task, model) with a variant entry.
+
+    Each curve ends with the model's full-label entry on the task, where it has one.
+    """
+    columns = list(LABEL_EFFICIENCY_COLUMNS)
+    if not subsets:
+        return pd.DataFrame(columns=columns)
+    names = dict(zip(models.index, models["display_name"], strict=True))
+    full = {
+        (model, task): (kind, mean, stdev)
+        for model, task, kind, mean, stdev in zip(
+            entries["model_id"],
+            entries["task_id"],
+            entries["kind"],
+            entries["mean"],
+            entries["stdev"],
+            strict=True,
+        )
+    }
+    rows = []
+    curves = sorted({(variants.base_task(r.task_id), r.model_id) for r in subsets})
+    for record in subsets:
+        task_id, labels = variants.split(record.task_id)
+        name = names.get(record.model_id, record.display_name)
+        point = (record.kind, record.mean, record.stdev)
+        rows.append((task_id, record.model_id, name, labels, record.task_id, *point))
+    for task_id, model in curves:
+        if (model, task_id) in full:
+            name = names.get(model, model)
+            rows.append((task_id, model, name, None, task_id, *full[(model, task_id)]))
+    model_order = {
+        model: index
+        for index, model in enumerate(_model_order(models, [model for _, model in curves]))
+    }
+    rows.sort(
+        key=lambda row: (
+            registry.position(row[0]),
+            model_order[row[1]],
+            math.inf if row[3] is None else row[3],
+        )
+    )
+    frame = pd.DataFrame.from_records(rows, columns=columns)
+    frame["labels"] = frame["labels"].astype("Int64")
+    frame["stdev"] = frame["stdev"].astype(float)
+    return frame
+
+
+def _robustness(records: Sequence[RobustnessSubmission], models: pd.DataFrame) -> pd.DataFrame:
+    """One row per model and perturbation of the robustness records."""
+    names = dict(zip(models.index, models["display_name"], strict=True))
+    by_model = {record.model_id: record for record in records}
+    rows = []
+    for model in _model_order(models, list(by_model)):
+        record = by_model[model]
+        perturbations = sorted(
+            record.perturbations,
+            key=lambda item: (_kind_position(item.kind), item.name),
+        )
+        rows += [
+            (
+                model,
+                names.get(model, model),
+                record.registry_name,
+                record.task_id,
+                record.n_scans,
+                record.date,
+                item.name,
+                item.kind,
+                item.mean_cosine,
+                item.min_cosine,
+                item.probe_accuracy_change,
+            )
+            for item in perturbations
+        ]
+    frame = pd.DataFrame.from_records(rows, columns=list(ROBUSTNESS_COLUMNS))
+    frame["probe_accuracy_change"] = frame["probe_accuracy_change"].astype(float)
+    return frame
+
+
+def _kind_position(kind: str) -> int:
+    order = robustness_board.KIND_ORDER
+    return order.index(kind) if kind in order else len(order)
 
 
 def _overall(
@@ -181,8 +345,8 @@ def _entries(
     frame["task_type"] = pd.Series(task_types[task_position], index=frame.index)
     frame["synthetic"] = np.array([task.synthetic for task in board_tasks])[task_position]
     frame["n_runs"] = frame["values"].map(lambda values: None if values is None else len(values))
-    frame["source_citation"] = frame["source"].map(lambda s: None if s is None else s["citation"])
-    frame["source_url"] = frame["source"].map(lambda s: None if s is None else s["url"])
+    frame["source_citation"] = frame["source"].map(lambda s: None if s is None else s.citation)
+    frame["source_url"] = frame["source"].map(lambda s: None if s is None else s.url)
     keys = pd.MultiIndex.from_arrays([frame["model_id"], frame["task_id"]])
     flags = contamination.stack(future_stack=True).reindex(keys).to_numpy()
     frame["contaminated"] = pd.Series(flags, index=frame.index, dtype=object)

@@ -7,7 +7,16 @@ import io
 import pathlib
 
 from eva_coralbay._io import atomic_write_bytes, atomic_write_tree
-from eva_coralbay.leaderboard import aggregate, load, render_heatmap, render_markdown, render_site
+from eva_coralbay.leaderboard import (
+    aggregate,
+    load,
+    render_curves,
+    render_heatmap,
+    render_markdown,
+    render_site,
+    robustness_board,
+    variants,
+)
 from eva_coralbay.leaderboard.errors import LeaderboardError
 from eva_coralbay.leaderboard.store import Store
 
@@ -15,6 +24,8 @@ PARQUET = "leaderboard.parquet"
 README = "README.md"
 HEATMAP_PNG = "heatmap.png"
 HEATMAP_SVG = "heatmap.svg"
+CURVES_SVG = render_site.CURVES
+"""The label-efficiency plot; written only when the board has label-efficiency variants."""
 SITE = render_site.FOLDER
 """The website's folder; its files are the outputs named `site/<path>`."""
 
@@ -80,29 +91,41 @@ def render_outputs(
 def _render_outputs(root: pathlib.Path, top: int) -> tuple[dict[str, bytes], aggregate.Board]:
     store = Store(root)
     loaded = load.load(store)
-    if loaded.problems:
+    robustness, robustness_problems = robustness_board.load(store)
+    problems = loaded.problems + robustness_problems
+    if problems:
         raise LeaderboardError(
-            f"{root}: {len(loaded.problems)} problem(s); fix them (`coralbay leaderboard "
-            "validate` lists them) and build again:\n" + "\n".join(loaded.problems)
+            f"{root}: {len(problems)} problem(s); fix them (`coralbay leaderboard "
+            "validate` lists them) and build again:\n" + "\n".join(problems)
         )
     if not loaded.entries:
         raise LeaderboardError(f"{store.submissions}: no submissions to build from")
-    board = aggregate.aggregate(loaded.entries, store)
+    board = aggregate.aggregate(loaded.entries, store, robustness)
+    # Replaced label-efficiency entries stay in the history folders, not in the tables.
+    history = [item for item in loaded.history if not variants.is_variant(item[1].task_id)]
     png, svg = render_heatmap.render(board, top=top)
-    readme = render_markdown.render(board, loaded.history, HEATMAP_SVG)
+    curves = render_curves.render(board) if len(board.label_efficiency) else None
+    readme = render_markdown.render(
+        board, history, HEATMAP_SVG, CURVES_SVG if curves is not None else None
+    )
     outputs = {
         PARQUET: _parquet_bytes(board),
         README: readme.encode(),
         HEATMAP_PNG: png,
         HEATMAP_SVG: svg,
     }
-    site = render_site.render(board, loaded.history, svg, top)
+    if curves is not None:
+        outputs[CURVES_SVG] = curves
+    site = render_site.render(board, history, svg, top, curves)
     outputs.update({f"{SITE}/{name}": content for name, content in site.items()})
     return outputs, board
 
 
 def build(root: pathlib.Path, *, top: int = render_heatmap.TOP_MODELS) -> BuildResult:
     """Writes `leaderboard.parquet`, `README.md`, `heatmap.png`, `heatmap.svg` and `site/`.
+
+    And `label_efficiency.svg` when the board has label-efficiency variants (removed when it
+    no longer has any).
 
     The same submissions give byte-identical files. Each file is replaced atomically; site
     pages whose bytes did not change are left alone, and files in `site/` that the build no
@@ -121,6 +144,8 @@ def build(root: pathlib.Path, *, top: int = render_heatmap.TOP_MODELS) -> BuildR
     site = {
         name[len(prefix) :]: content for name, content in outputs.items() if name.startswith(prefix)
     }
+    if CURVES_SVG not in outputs:  # the board's variants were all removed
+        (root / CURVES_SVG).unlink(missing_ok=True)
     written = atomic_write_tree(root / SITE, site)
     paths.append(root / SITE)
     return BuildResult(

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from eva_coralbay.leaderboard import tasks
+from eva_coralbay.leaderboard import protocol, tasks
 from eva_coralbay.leaderboard.errors import LeaderboardError
 from eva_coralbay.leaderboard.schema import is_finite_number
 from eva_coralbay.tasks import per_case_format
@@ -265,6 +265,37 @@ def infer_task(run: EvaRun, registry: tasks.Registry) -> str:
         f"({', '.join(dataset_class_paths(run.config)) or 'no datasets'}) and the output folder "
         f"{folder!r} is no task id; pass --task"
     )
+
+
+def labelled_count(run: EvaRun) -> int | None:
+    """The label-efficiency subset the run trained on: its count of labels, None for all.
+
+    Read from the config's `train_cases` (segmentation: training cases) or
+    `train_samples_per_class` (probes: training samples of each class), as eva resolved
+    `TRAIN_CASES` / `TRAIN_SAMPLES_PER_CLASS` into it; `all` or no setting means every label.
+
+    Raises:
+        LeaderboardError: When a setting is neither `all` nor a positive integer, or the config
+            holds two different counts.
+    """
+    counts: set[int] = set()
+    for node in _walk(run.config):
+        for key in sorted(key for key in protocol.LABEL_EFFICIENCY_KEYS if key in node):
+            value = node[key]
+            text = str(value).strip()
+            if value is None or text.lower() == "all":
+                continue
+            if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+                raise LeaderboardError(
+                    f"{run.config_path}: {key} is {value!r}, neither `all` nor a positive integer"
+                )
+            counts.add(int(text))
+    if len(counts) > 1:
+        raise LeaderboardError(
+            f"{run.config_path}: the datasets train on different label counts "
+            f"({', '.join(map(str, sorted(counts)))}); a run is one task variant"
+        )
+    return counts.pop() if counts else None
 
 
 def infer_registry_name(run: EvaRun) -> str:

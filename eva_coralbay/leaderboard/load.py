@@ -3,7 +3,8 @@
 Written for tens of thousands of files: plain `os.scandir` strings instead of `pathlib`,
 unbuffered `os.read` instead of file objects, orjson, the cyclic garbage collector
 paused while the records pile up, and the vectorised screen of `table_validation` instead of a
-check per record (records it flags get the authoritative `schema.record_problems`).
+check per record (records it flags get the authoritative `schema.record_problems`). The JSON
+objects are checked; what leaves this module is the typed `record.Submission` of each.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import orjson
 
 from eva_coralbay.leaderboard import ids, schema, table_validation, tasks
+from eva_coralbay.leaderboard.record import Submission
 from eva_coralbay.leaderboard.store import HISTORY, PER_CASE, Store
 
 
@@ -28,13 +30,13 @@ from eva_coralbay.leaderboard.store import HISTORY, PER_CASE, Store
 class Loaded:
     """The records of a leaderboard folder and everything found wrong with them."""
 
-    entries: list[dict[str, Any]]
+    entries: list[Submission]
     """Valid current entries, sorted by model then task."""
 
     entry_paths: list[str]
     """The file of each entry."""
 
-    history: list[tuple[pathlib.Path, dict[str, Any]]]
+    history: list[tuple[pathlib.Path, Submission]]
     """Valid replaced entries and their files, oldest first per model and task."""
 
     per_case_files: list[pathlib.Path]
@@ -193,7 +195,7 @@ def _load(store: Store) -> Loaded:
                 f"the file must be {record['model_id']}/{record['task_id']}.json"
             )
             continue
-        entries.append(record)
+        entries.append(Submission.from_json(record, path))
         entry_paths.append(path)
     history = []
     history_paths = [str(path) for path in history_files]
@@ -211,5 +213,5 @@ def _load(store: Store) -> Loaded:
                 f"{record['task_id']}/<number>.json"
             )
             continue
-        history.append((path, record))
+        history.append((path, Submission.from_json(record, str(path))))
     return Loaded(entries, entry_paths, history, per_case_files, problems)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pathlib
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +12,8 @@ import pandas as pd
 from eva_coralbay.leaderboard import stats, tasks
 from eva_coralbay.leaderboard.aggregate import Board
 from eva_coralbay.leaderboard.metrics import METRICS
+from eva_coralbay.leaderboard.record import History, field_rows
+from eva_coralbay.leaderboard.variants import FULL_LABELS, count_unit
 
 MISSING = "—"
 CONTAMINATED = "†"
@@ -67,9 +69,7 @@ def entry_cells(entries: pd.DataFrame, labels: dict[tuple[str, str], str]) -> pd
     return text + np.where(entries["contaminated"].eq(True), " " + CONTAMINATED, "")
 
 
-def source_labels(
-    entries: pd.DataFrame, history: Sequence[tuple[pathlib.Path, dict[str, Any]]]
-) -> dict[tuple[str, str], str]:
+def source_labels(entries: pd.DataFrame, history: History) -> dict[tuple[str, str], str]:
     """Numbers every cited source (S1, S2, ...) in the order of its citation text."""
     keys = {
         (citation, url or "")
@@ -77,9 +77,9 @@ def source_labels(
         if isinstance(citation, str)
     }
     keys |= {
-        (record["source"]["citation"], record["source"]["url"] or "")
+        (record.source.citation, record.source.url or "")
         for _, record in history
-        if record["source"] is not None
+        if record.source is not None
     }
     return {key: f"S{number}" for number, key in enumerate(sorted(keys), start=1)}
 
@@ -180,7 +180,7 @@ def _legend(board: Board) -> str:
 
 def _superseded(
     board: Board,
-    history: Sequence[tuple[pathlib.Path, dict[str, Any]]],
+    history: History,
     labels: dict[tuple[str, str], str],
 ) -> str | None:
     if not history:
@@ -198,23 +198,23 @@ def _superseded(
     ordered = sorted(
         history,
         key=lambda item: (
-            order.get(item[1]["model_id"], len(order)),
-            board.registry.position(item[1]["task_id"]),
+            order.get(item[1].model_id, len(order)),
+            board.registry.position(item[1].task_id),
             item[0].name,
         ),
     )
-    old = pd.DataFrame([record for _, record in ordered])
-    old["source_citation"] = old["source"].map(lambda s: None if s is None else s["citation"])
-    old["source_url"] = old["source"].map(lambda s: None if s is None else s["url"])
+    old = pd.DataFrame.from_records(field_rows(record for _, record in ordered))
+    old["source_citation"] = old["source"].map(lambda s: None if s is None else s.citation)
+    old["source_url"] = old["source"].map(lambda s: None if s is None else s.url)
     old_cells = entry_cells(
         old.assign(best=False, tied_with_best=None, contaminated=None), labels
     ).to_numpy()
     rows = [
         [
-            _escape(str(names.get(record["model_id"], record["model_id"]))),
-            _escape(board.registry.get(record["task_id"]).display_name),
-            old_cell if record["kind"] == "reported" else f"{old_cell} (run {record['run_id']})",
-            current.get((record["model_id"], record["task_id"]), MISSING),
+            _escape(str(names.get(record.model_id, record.model_id))),
+            _escape(board.registry.get(record.task_id).display_name),
+            old_cell if record.kind == "reported" else f"{old_cell} (run {record.run_id})",
+            current.get((record.model_id, record.task_id), MISSING),
         ]
         for (_, record), old_cell in zip(ordered, old_cells, strict=True)
     ]
@@ -278,10 +278,143 @@ def _tasks_table(board: Board) -> str:
     return "## Tasks\n\n" + _table(header, ["---"] * len(header), rows)
 
 
+LABEL_EFFICIENCY_NOTE = (
+    "A task's label-efficiency variants (`btcv@5`: trained on 5 labelled cases; for a probe, 5 "
+    "samples per class) are each another protocol, scored on the task's whole validation "
+    "split. Read a row as a curve of score against labels ending with the full-label score "
+    "(*all*, the entry of the tables above). They stay out of the means and ranks: with few "
+    "labels a score depends on which cases were drawn."
+)
+
+ROBUSTNESS_NOTE = (
+    "Mean cosine similarity, over the record's scans, of each perturbed whole-scan embedding "
+    "to the unperturbed one (`coralbay robustness`): 1 means the encoder did not notice the "
+    "change. The orientation columns check the preprocessing (RAS and LPS input must give the same "
+    "voxels); flips are not meant to leave an embedding unchanged. A cosine is on no task "
+    "metric's scale, so the records stay out of the ranking."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class CurvePoint:
+    """One point of a label-efficiency curve."""
+
+    kind: str
+    mean: float
+    stdev: float | None
+
+    def text(self) -> str:
+        """Mean ± stdev over eva's runs; the mean alone for a published number."""
+        if self.kind == "run" and self.stdev is not None:
+            return f"{self.mean:.3f} ± {self.stdev:.3f}"
+        return f"{self.mean:.3f}"
+
+
+@dataclasses.dataclass(frozen=True)
+class CurveGrid:
+    """A task's label-efficiency curves as a model x labels table."""
+
+    task: tasks.Task
+    counts: list[int | None]
+    """The columns: the counts of labels in increasing order, then None (every label)."""
+    models: list[tuple[str, str]]
+    """The rows: (model id, display name), in leaderboard order."""
+    points: dict[tuple[str, int | None], CurvePoint]
+    """The cells, by (model id, count); a missing key is a point the model has not submitted."""
+
+
+def label_efficiency_grids(board: Board) -> list[CurveGrid]:
+    """Every task with variants as a model x labels grid, in the board's task order."""
+    curves = board.label_efficiency
+    grids = []
+    for task_id in dict.fromkeys(curves["task_id"]):
+        rows = curves.loc[curves["task_id"] == task_id]
+        counts = sorted({int(value) for value in rows["labels"] if not pd.isna(value)})
+        points = {
+            (str(model), None if pd.isna(labels) else int(labels)): CurvePoint(
+                str(kind), float(mean), None if pd.isna(stdev) else float(stdev)
+            )
+            for model, labels, kind, mean, stdev in zip(
+                rows["model_id"],
+                rows["labels"],
+                rows["kind"],
+                rows["mean"],
+                rows["stdev"],
+                strict=True,
+            )
+        }
+        models = list(dict.fromkeys(zip(rows["model_id"], rows["display_name"], strict=True)))
+        grids.append(CurveGrid(board.registry.get(str(task_id)), [*counts, None], models, points))
+    return grids
+
+
+def _label_efficiency(board: Board, plot: str | None) -> str | None:
+    if board.label_efficiency.empty:
+        return None
+    sections = ["## Label efficiency", LABEL_EFFICIENCY_NOTE]
+    if plot:
+        sections.append(f"![Score against labelled training data]({plot})")
+    for grid in label_efficiency_grids(board):
+        task = grid.task
+        header = ["Model", *(FULL_LABELS if count is None else str(count) for count in grid.counts)]
+        rows = [
+            [
+                _escape(str(name)),
+                *(
+                    point.text() if (point := grid.points.get((model, count))) else MISSING
+                    for count in grid.counts
+                ),
+            ]
+            for model, name in grid.models
+        ]
+        sections.append(
+            f"### {_escape(task.display_name)}: {task.metric_spec.display_name} by "
+            f"{count_unit(task.type)}\n\n"
+            + _table(header, ["---"] + [":---:"] * len(grid.counts), rows)
+        )
+    return "\n\n".join(sections)
+
+
+def robustness_grid(board: Board, value: str) -> pd.DataFrame:
+    """Model x perturbation (columns in the view's order) of one robustness column."""
+    frame = board.robustness
+    grid = frame.pivot(index="model_id", columns="perturbation", values=value)
+    return grid.reindex(
+        index=list(dict.fromkeys(frame["model_id"])),
+        columns=list(dict.fromkeys(frame["perturbation"])),
+    )
+
+
+def _robustness(board: Board) -> str | None:
+    frame = board.robustness
+    if frame.empty:
+        return None
+    models = frame.drop_duplicates("model_id").set_index("model_id")
+    sections = ["## Robustness", ROBUSTNESS_NOTE]
+    tables = [("mean_cosine", "Mean cosine to the unperturbed embedding", 3)]
+    if frame["probe_accuracy_change"].notna().any():
+        tables.append(("probe_accuracy_change", "Change in probe accuracy", 3))
+    for value, title, digits in tables:
+        grid = robustness_grid(board, value)
+        rows = [
+            [
+                _escape(str(models.at[model, "display_name"])),
+                str(models.at[model, "n_scans"]),
+                *_number(grid.loc[model], digits).tolist(),
+            ]
+            for model in grid.index
+        ]
+        header = ["Model", "Scans", *(f"`{name}`" for name in grid.columns)]
+        align = ["---", "---:"] + [":---:"] * len(grid.columns)
+        sections.append(f"### {title}\n\n" + _table(header, align, rows))
+    return "\n\n".join(sections)
+
+
 def render(
     board: Board,
-    history: Sequence[tuple[pathlib.Path, dict[str, Any]]],
+    history: History,
     heatmap: str | None,
+    curves: str | None = None,
 ) -> str:
     """Returns the README.md text.
 
@@ -289,6 +422,7 @@ def render(
         board: The aggregated tables.
         history: Replaced entries and their files.
         heatmap: The heatmap's file name (relative to the README), or None.
+        curves: The label-efficiency plot's file name (relative to the README), or None.
     """
     labels = source_labels(board.entries, history)
     cells = entry_cells(board.entries, labels)
@@ -304,6 +438,7 @@ def render(
         sections.append(f"![Leaderboard heatmap]({heatmap})")
     sections.append("## Overall\n\n" + _overall(board))
     sections += [_per_type(board, kind, cells) for kind in tasks.TASK_TYPES]
+    sections += [_label_efficiency(board, curves), _robustness(board)]
     sections += [
         _legend(board),
         _superseded(board, history, labels),

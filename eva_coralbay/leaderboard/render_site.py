@@ -21,6 +21,8 @@ import pandas as pd
 from eva_coralbay.leaderboard import render_markdown, render_sizes, stats, tasks
 from eva_coralbay.leaderboard.aggregate import Board
 from eva_coralbay.leaderboard.metrics import METRICS
+from eva_coralbay.leaderboard.record import History, Submission
+from eva_coralbay.leaderboard.variants import FULL_LABELS, count_unit
 
 FOLDER = "site"
 """The site's folder under the leaderboard root."""
@@ -28,6 +30,12 @@ FOLDER = "site"
 INDEX = "index.html"
 HEATMAP = "heatmap.svg"
 SIZES = "sizes.svg"
+LABEL_EFFICIENCY = "label-efficiency.html"
+"""The label-efficiency view; written only when the board has variants."""
+CURVES = "label_efficiency.svg"
+"""Its plot (the build writes the same bytes beside the README)."""
+ROBUSTNESS = "robustness.html"
+"""The robustness view; written only when the board has robustness records."""
 ASSETS = ("site.css", "site.js")
 """The stylesheet and script, shipped in `site_assets/` and written to `assets/`."""
 
@@ -35,8 +43,6 @@ MISSING = render_markdown.MISSING
 CONTAMINATED = render_markdown.CONTAMINATED
 TIED = render_markdown.TIED
 TITLE = "3D radiology leaderboard"
-
-History = Sequence[tuple[pathlib.Path, dict[str, Any]]]
 
 
 def _escape(value: Any) -> str:
@@ -326,7 +332,11 @@ def _contamination_by_task(board: Board) -> dict[str, list[bool | None]]:
 
 
 def render(
-    board: Board, history: History, heatmap_svg: bytes, heatmap_models: int
+    board: Board,
+    history: History,
+    heatmap_svg: bytes,
+    heatmap_models: int,
+    curves_svg: bytes | None = None,
 ) -> dict[str, bytes]:
     """Renders the whole site.
 
@@ -335,6 +345,7 @@ def render(
         history: Replaced entries and their files.
         heatmap_svg: The heatmap the build drew, copied into the site.
         heatmap_models: How many models the heatmap shows at most.
+        curves_svg: The label-efficiency plot the build drew, if the board has variants.
 
     Returns:
         Each file's bytes by its path relative to the site folder.
@@ -352,7 +363,122 @@ def render(
     files[SIZES] = render_sizes.render(board)
     files.update(_task_pages(board, cells))
     files.update(_model_pages(board, history, labels, cells))
+    if not board.label_efficiency.empty:
+        files[LABEL_EFFICIENCY] = _label_efficiency_page(board, curves_svg is not None)
+        if curves_svg is not None:
+            files[CURVES] = curves_svg
+    if not board.robustness.empty:
+        files[ROBUSTNESS] = _robustness_page(board)
     return files
+
+
+# --- label-efficiency.html and robustness.html -----------------------------------------------
+
+
+def _views_section(board: Board) -> str | None:
+    """The index's links to the views beside the ranking, where the board has them."""
+    items = []
+    if not board.label_efficiency.empty:
+        items.append(
+            f'<li><a href="{LABEL_EFFICIENCY}">Label efficiency</a>: score against the number '
+            "of labelled training cases (or samples per class), per task and model.</li>"
+        )
+    if not board.robustness.empty:
+        items.append(
+            f'<li><a href="{ROBUSTNESS}">Robustness</a>: how far each model\'s whole-scan '
+            "embedding moves under HU-window, grid, orientation and flip changes.</li>"
+        )
+    if not items:
+        return None
+    return (
+        '<section id="views" aria-labelledby="views-title">\n'
+        '<h2 id="views-title">Beside the ranking</h2>\n<ul>\n'
+        + "\n".join(items)
+        + "\n</ul>\n</section>"
+    )
+
+
+def _model_link(model_id: str, name: str, board: Board) -> str:
+    """A model's name, linked to its page when it has one (a model with full-label entries)."""
+    if model_id in board.models.index:
+        return f'<a href="{model_page(model_id)}">{name}</a>'
+    return name
+
+
+def _point_cell(point: render_markdown.CurvePoint | None) -> str:
+    if point is None:
+        return f'<td data-v="">{MISSING}</td>'
+    return f'<td data-v="{_data_value(point.mean)}">{_escape(point.text())}</td>'
+
+
+def _label_efficiency_page(board: Board, with_plot: bool) -> bytes:
+    sections = [
+        "<h1>Label efficiency</h1>",
+        f"<p>{_prose(render_markdown.LABEL_EFFICIENCY_NOTE)}</p>",
+    ]
+    if with_plot:
+        sections.append(
+            f'<figure><img src="{CURVES}" alt="Per task, each model\'s score against its number '
+            "of labelled training cases or samples per class; the tables below hold the same "
+            'numbers."><figcaption>Score against labelled training data; the last point of '
+            "each curve is the full-label entry.</figcaption></figure>"
+        )
+    for number, grid in enumerate(render_markdown.label_efficiency_grids(board)):
+        task = grid.task
+        first = "descending" if task.direction == "higher" else "ascending"
+        headers = [_header("Model", "text")] + [
+            _header(FULL_LABELS if count is None else str(count), first=first)
+            for count in grid.counts
+        ]
+        rows = [
+            f'<tr><th scope="row">{_model_link(model, _escape(name), board)}</th>'
+            + "".join(_point_cell(grid.points.get((model, count))) for count in grid.counts)
+            + "</tr>"
+            for model, name in grid.models
+        ]
+        caption = (
+            f'<a href="{task_page(task.id)}">{_task_name(task)}</a>: '
+            f"{_escape(task.metric_spec.display_name)} by {count_unit(task.type)} "
+            f"({FULL_LABELS}: the full-label entry)"
+        )
+        sections.append(
+            f'<section id="task-{_escape(task.id)}">\n'
+            f"{_table(f'curve-{number}', caption, headers, rows)}\n</section>"
+        )
+    return _page(f"Label efficiency · {TITLE}", "\n".join(sections), depth=0)
+
+
+def _robustness_page(board: Board) -> bytes:
+    frame = board.robustness
+    models = frame.drop_duplicates("model_id").set_index("model_id")
+    sections = ["<h1>Robustness</h1>", f"<p>{_prose(render_markdown.ROBUSTNESS_NOTE)}</p>"]
+    tables = [("mean_cosine", "Mean cosine to the unperturbed embedding", "robustness-cosine")]
+    if frame["probe_accuracy_change"].notna().any():
+        tables.append(("probe_accuracy_change", "Change in probe accuracy", "robustness-probe"))
+    for value, title, table_id in tables:
+        grid = render_markdown.robustness_grid(board, value)
+        headers = [
+            _header("Model", "text"),
+            _header("Backbone", "text"),
+            _header("Scans", first="descending"),
+            _header("Date", "text"),
+        ] + [_header(f"<code>{_escape(name)}</code>", first="descending") for name in grid.columns]
+        rows = []
+        for model in grid.index:
+            details = models.loc[model]
+            name = _model_link(str(model), _escape(details["display_name"]), board)
+            rows.append(
+                f'<tr><th scope="row">{name}</th>'
+                f"<td><code>{_escape(details['registry_name'])}</code></td>"
+                f"<td>{int(details['n_scans'])}</td><td>{_escape(details['date'])}</td>"
+                + "".join(
+                    f'<td data-v="{_data_value(number)}">{_number(number)}</td>'
+                    for number in grid.loc[model].tolist()
+                )
+                + "</tr>"
+            )
+        sections.append(_table(table_id, title, headers, rows))
+    return _page(f"Robustness · {TITLE}", "\n".join(sections), depth=0)
 
 
 # --- index.html ----------------------------------------------------------------------------
@@ -464,41 +590,41 @@ def _index(board: Board, labels: dict[tuple[str, str], str], cells: _Cells, show
         "segmentation by a trained decoder (Dice), classification by a linear probe (balanced "
         "accuracy)."
     )
-    body = "\n".join(
-        [
-            f"<h1>{TITLE}</h1>",
-            f"<p>{counts}</p>",
-            '<section id="overall" aria-labelledby="overall-title">',
-            '<h2 id="overall-title">Overall</h2>',
-            "<p>Means are over the scored tasks a model has results on (column <i>Tasks</i>); "
-            "mean seg. and mean cls. are the means over its segmentation and classification "
-            "tasks. Click a column header to sort by it. The task type filter shows the models "
-            "with a result of that type, and that type's mean; the contamination filter, the "
-            "models by what they were pretrained on. Every score of every task is on the task "
-            'pages (see <a href="#tasks">Tasks</a>), every score of a model on its page; marks '
-            'are explained under <a href="#legend">How to read</a>.</p>',
-            filters,
-            _table("board", "Every model, in leaderboard order", headers, rows),
-            "</section>",
-            '<section id="heatmap" aria-labelledby="heatmap-title">',
-            '<h2 id="heatmap-title">Heatmap</h2>',
-            f'<figure><img src="{HEATMAP}" alt="Heatmap of the scores of the first {shown} '
-            'models on every task; the table above holds the same numbers.">'
-            "<figcaption>Scores of the first models in leaderboard order, one column per "
-            "task.</figcaption></figure>",
-            "</section>",
-            '<section id="sizes" aria-labelledby="sizes-title">',
-            '<h2 id="sizes-title">Model size and score</h2>',
-            f'<figure><img src="{SIZES}" alt="Scatter plot of each model\'s mean score against '
-            'its parameter count, or its embedding size where the parameters are not stated.">'
-            "<figcaption>Mean score against parameters (embedding size where the parameter "
-            "count is not stated), coloured by contamination.</figcaption></figure>",
-            "</section>",
-            _tasks_section(board, cells),
-            _sources_section(board, labels),
-            _legend(board),
-        ]
-    )
+    parts = [
+        f"<h1>{TITLE}</h1>",
+        f"<p>{counts}</p>",
+        '<section id="overall" aria-labelledby="overall-title">',
+        '<h2 id="overall-title">Overall</h2>',
+        "<p>Means are over the scored tasks a model has results on (column <i>Tasks</i>); "
+        "mean seg. and mean cls. are the means over its segmentation and classification "
+        "tasks. Click a column header to sort by it. The task type filter shows the models "
+        "with a result of that type, and that type's mean; the contamination filter, the "
+        "models by what they were pretrained on. Every score of every task is on the task "
+        'pages (see <a href="#tasks">Tasks</a>), every score of a model on its page; marks '
+        'are explained under <a href="#legend">How to read</a>.</p>',
+        filters,
+        _table("board", "Every model, in leaderboard order", headers, rows),
+        "</section>",
+        '<section id="heatmap" aria-labelledby="heatmap-title">',
+        '<h2 id="heatmap-title">Heatmap</h2>',
+        f'<figure><img src="{HEATMAP}" alt="Heatmap of the scores of the first {shown} '
+        'models on every task; the table above holds the same numbers.">'
+        "<figcaption>Scores of the first models in leaderboard order, one column per "
+        "task.</figcaption></figure>",
+        "</section>",
+        '<section id="sizes" aria-labelledby="sizes-title">',
+        '<h2 id="sizes-title">Model size and score</h2>',
+        f'<figure><img src="{SIZES}" alt="Scatter plot of each model\'s mean score against '
+        'its parameter count, or its embedding size where the parameters are not stated.">'
+        "<figcaption>Mean score against parameters (embedding size where the parameter "
+        "count is not stated), coloured by contamination.</figcaption></figure>",
+        "</section>",
+        _tasks_section(board, cells),
+        _views_section(board),
+        _sources_section(board, labels),
+        _legend(board),
+    ]
+    body = "\n".join(part for part in parts if part)
     return _page(TITLE, body, depth=0)
 
 
@@ -762,9 +888,9 @@ def _model_pages(
     }
     missing_tail = f"<td>{MISSING}</td><td>{MISSING}</td>"
     contamination = _contamination_by_task(board)
-    old_by_model: dict[str, list[tuple[pathlib.Path, dict[str, Any]]]] = {}
+    old_by_model: dict[str, list[tuple[pathlib.Path, Submission]]] = {}
     for path, record in history:
-        old_by_model.setdefault(record["model_id"], []).append((path, record))
+        old_by_model.setdefault(record.model_id, []).append((path, record))
     headers = "".join(
         [
             _header("Task", "text"),
@@ -834,7 +960,7 @@ def _model_card(model: str, details: dict[str, Any], n_scored: int) -> str:
 
 def _history_section(
     model: str,
-    old: list[tuple[pathlib.Path, dict[str, Any]]],
+    old: list[tuple[pathlib.Path, Submission]],
     labels: dict[tuple[str, str], str],
     cells: _Cells,
     registry: tasks.Registry,
@@ -845,22 +971,23 @@ def _history_section(
             f'<section id="history" aria-labelledby="history-title">\n{title}\n'
             "<p>None: no entry of this model was replaced.</p>\n</section>"
         )
-    old = sorted(old, key=lambda item: (registry.position(item[1]["task_id"]), item[0].name))
+    old = sorted(old, key=lambda item: (registry.position(item[1].task_id), item[0].name))
     rows = []
     for path, record in old:
-        task = registry.get(record["task_id"])
-        if record["kind"] == "run":
-            value = f"{record['mean']:.3f} ± {record['stdev']:.3f}"
-            source = f"run <code>{_escape(record['run_id'])}</code>"
+        task = registry.get(record.task_id)
+        if record.kind == "run":
+            value = f"{record.mean:.3f} ± {record.stdev:.3f}"
+            source = f"run <code>{_escape(record.run_id)}</code>"
         else:
-            value = render_markdown.reported_text(pd.Series([float(record["mean"])])).iloc[0]
-            source = _source_link(labels, record["source"]["citation"], record["source"]["url"])
+            assert record.source is not None  # the schema requires it of a reported entry
+            value = render_markdown.reported_text(pd.Series([float(record.mean)])).iloc[0]
+            source = _source_link(labels, record.source.citation, record.source.url)
         i = cells.position.get((model, task.id))
         current = MISSING if i is None else f"{cells.score[i]} ({cells.source[i]})"
         kept = f"submissions/{model}/history/{task.id}/{path.name}"
         rows.append(
             f'<tr><th scope="row"><a href="../{task_page(task.id)}">{_task_name(task)}</a></th>'
-            f"<td>{value}</td><td>{source}</td><td>{_escape(record['date'])}</td>"
+            f"<td>{value}</td><td>{source}</td><td>{_escape(record.date)}</td>"
             f"<td><code>{_escape(kept)}</code></td><td>{current}</td></tr>"
         )
     headers = [

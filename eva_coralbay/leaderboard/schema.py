@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from eva_coralbay.leaderboard import tasks
+from eva_coralbay.leaderboard import tasks, variants
 from eva_coralbay.leaderboard.errors import LeaderboardError
+from eva_coralbay.leaderboard.record import Submission
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
@@ -82,7 +83,8 @@ def schema_errors(record: Any) -> list[str]:
 def record_problems(record: Any, registry: tasks.Registry) -> list[str]:
     """Returns everything wrong with a submission record; empty when it is valid.
 
-    Checks the JSON Schema, then what the registry knows: the task and its metric exist,
+    Checks the JSON Schema, then what the registry knows: the task (a variant's task, for a
+    label-efficiency variant such as `btcv@5`) and its metric exist,
     every value lies in the metric's range, and mean and stdev agree with the per-run values.
 
     Args:
@@ -98,7 +100,7 @@ def record_problems(record: Any, registry: tasks.Registry) -> list[str]:
     if problems or not isinstance(record, dict):
         return problems
     try:
-        task = registry.get(record["task_id"])
+        task = registry.get(variants.base_task(record["task_id"]))
     except LeaderboardError as error:
         return [str(error)]
     if record["metric"] != task.metric:
@@ -179,7 +181,7 @@ def parse_json(text: str | bytes, where: str) -> Any:
         raise LeaderboardError(f"{where}: malformed JSON: {error}") from None
 
 
-def read_record(path: pathlib.Path, registry: tasks.Registry) -> dict[str, Any]:
+def read_record(path: pathlib.Path, registry: tasks.Registry) -> Submission:
     """Reads and validates one submission file against the tasks of its leaderboard.
 
     Raises:
@@ -189,7 +191,8 @@ def read_record(path: pathlib.Path, registry: tasks.Registry) -> dict[str, Any]:
         text = path.read_bytes()
     except OSError as error:
         raise LeaderboardError(f"{path}: cannot read: {error.strerror}") from None
-    return check_record(parse_json(text, str(path)), str(path), registry)
+    record = check_record(parse_json(text, str(path)), str(path), registry)
+    return Submission.from_json(record, str(path))
 
 
 def dump_record(record: Mapping[str, Any]) -> bytes:

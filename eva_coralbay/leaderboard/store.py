@@ -3,9 +3,11 @@
 Layout under the root:
 
     submissions/<model>/<task>.json                  the current entry of a model on a task
+    submissions/<model>/<task>@<count>.json          a label-efficiency variant (`variants`)
     submissions/<model>/history/<task>/<NNNN>.json   entries it replaced, oldest first
     submissions/<model>/per_case/<sha256>.parquet    per-case scores, content-addressed
     tasks.yaml                                       the root's own tasks, if any (`task_file`)
+    robustness/<model>.json                          robustness records (`robustness_board`)
     leaderboard.parquet, README.md, heatmap.png, heatmap.svg   written by `build`
 """
 
@@ -16,12 +18,13 @@ import dataclasses
 import fcntl
 import os
 import pathlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from eva_coralbay._io import atomic_copy, atomic_write_bytes
 from eva_coralbay.leaderboard import schema, tasks
 from eva_coralbay.leaderboard.errors import LeaderboardError
+from eva_coralbay.leaderboard.record import Submission
 
 SUBMISSIONS = "submissions"
 HISTORY = "history"
@@ -37,6 +40,9 @@ class WriteResult:
 
     replaced: pathlib.Path | None
     """Where the entry it replaced was kept, if it replaced one."""
+
+    record: Submission
+    """The entry as written: the model fields it left open filled from the model's entries."""
 
 
 class Store:
@@ -92,7 +98,7 @@ class Store:
         finally:
             os.close(descriptor)  # closing releases the lock
 
-    def model_records(self, model_id: str) -> list[dict[str, Any]]:
+    def model_records(self, model_id: str) -> list[Submission]:
         """The current entries of one model."""
         return [
             schema.read_record(path, self.registry)
@@ -101,92 +107,108 @@ class Store:
 
     def write(
         self,
-        record: Mapping[str, Any],
+        record: Submission,
         *,
         replace: bool,
         per_case: pathlib.Path | None = None,
     ) -> WriteResult:
         """Adds or replaces the entry of `record`'s model on its task, under the lock.
 
-        Model fields left None in `record` are taken from the model's existing entries; a value
-        that contradicts them is refused (one model id is one model).
+        Model fields left None in `record` are taken from the model's existing entries, and so
+        is the display name when `record` has the default one (its model id); a value that
+        contradicts them is refused (one model id is one model).
 
         Args:
             record: The new entry; validated here before anything is written.
             replace: Whether an existing entry may be replaced (it moves to the history).
             per_case: A per-case score file to store with the entry (content-addressed).
 
+        Returns:
+            Where the entry was written and where the one it replaced was kept.
+
         Raises:
             LeaderboardError: When the entry exists and `replace` is False, when it is invalid
                 or contradicts the model's other entries. Nothing is written then.
         """
-        model_id, task_id = str(record.get("model_id")), str(record.get("task_id"))
+        model_id, task_id = record.model_id, record.task_id
         with self.locked():
-            merged = dict(record)
-            existing_records = self.model_records(model_id)
-            _merge_model_fields(merged, existing_records, model_id)
-            if merged.get("display_name") is None:
-                merged["display_name"] = model_id
+            merged = _merged_model_fields(record, self.model_records(model_id))
             path = self.entry_path(model_id, task_id)
-            schema.check_record(merged, f"new entry {path}", self.registry)
+            content = merged.to_json()
+            schema.check_record(content, f"new entry {path}", self.registry)
             if path.exists() and not replace:
                 raise LeaderboardError(
                     f"{path}: an entry for model {model_id!r} on task {task_id!r} exists; pass "
                     "--replace to replace it (the old entry is kept in the history)"
                 )
             if per_case is not None:
-                target = path.parent / str(merged["per_case_file"])
+                target = path.parent / str(merged.per_case_file)
                 if not target.exists():
                     atomic_copy(per_case, target)
             replaced = None
             if path.exists():
-                history = self.history_dir(model_id, task_id)
-                number = 1 + max(
-                    (int(p.stem) for p in history.glob("*.json") if p.stem.isdigit()), default=0
-                )
-                replaced = history / f"{number:04d}.json"
+                replaced = next_history_path(self.history_dir(model_id, task_id))
                 atomic_write_bytes(replaced, path.read_bytes())
-            atomic_write_bytes(path, schema.dump_record(merged))
-        return WriteResult(path, replaced)
+            atomic_write_bytes(path, schema.dump_record(content))
+        return WriteResult(path, replaced, merged)
 
 
-def known_model_fields(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def next_history_path(history: pathlib.Path) -> pathlib.Path:
+    """Where the next replaced record goes in a history folder: `<NNNN>.json`, counting up."""
+    number = 1 + max((int(p.stem) for p in history.glob("*.json") if p.stem.isdigit()), default=0)
+    return history / f"{number:04d}.json"
+
+
+def known_model_fields(records: Sequence[Submission]) -> dict[str, Any]:
     """The model fields that a model's entries state (the first non-null value of each)."""
     known: dict[str, Any] = {}
     for record in records:
         for field in schema.MODEL_FIELDS:
-            if record.get(field) is not None:
-                known.setdefault(field, record[field])
+            value = getattr(record, field)
+            if value is not None:
+                known.setdefault(field, value)
     return known
 
 
-def model_field_conflicts(records: Sequence[Mapping[str, Any]]) -> list[str]:
+def model_field_conflicts(records: Sequence[Submission]) -> list[str]:
     """Model fields on which a model's entries disagree (None agrees with anything)."""
     conflicts = []
     for field in schema.MODEL_FIELDS:
         values = []
         for record in records:
-            value = record.get(field)
+            value = getattr(record, field)
             if value is not None and value not in values:
                 values.append(value)
         if len(values) > 1:
-            conflicts.append(f"{field}: {' vs '.join(repr(value) for value in values)}")
+            conflicts.append(f"{field}: {' vs '.join(repr(_shown(value)) for value in values)}")
     return conflicts
 
 
-def _merge_model_fields(
-    record: dict[str, Any], existing: list[dict[str, Any]], model_id: str
-) -> None:
+def _shown(value: Any) -> Any:
+    """A field's value as its file has it (a list, not the record's tuple), for messages."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _merged_model_fields(record: Submission, existing: Sequence[Submission]) -> Submission:
+    """`record` with the model fields it leaves open taken from the model's existing entries.
+
+    Raises:
+        LeaderboardError: When a field `record` states contradicts the existing entries.
+    """
     known = known_model_fields(existing)
+    filled: dict[str, Any] = {}
     conflicts = []
     for field, value in known.items():
-        if record.get(field) is None:
-            record[field] = value
-        elif record[field] != value:
-            conflicts.append(f"{field}: {record[field]!r} (existing entries: {value!r})")
+        own = getattr(record, field)
+        # The model id is the display name of a submit that names none: it yields.
+        if own is None or (field == "display_name" and own == record.model_id):
+            filled[field] = value
+        elif own != value:
+            conflicts.append(f"{field}: {_shown(own)!r} (existing entries: {_shown(value)!r})")
     if conflicts:
         raise LeaderboardError(
-            f"model {model_id!r} already has entries with other model details:\n"
+            f"model {record.model_id!r} already has entries with other model details:\n"
             + "\n".join(f"  - {conflict}" for conflict in conflicts)
             + "\na model id names one model; use a new id for different weights"
         )
+    return record.replace(**filled) if filled else record

@@ -6,13 +6,13 @@ import dataclasses
 import datetime
 import importlib.metadata
 import pathlib
-from collections.abc import Mapping
 from typing import Any
 
 import eva_coralbay
 from eva_coralbay import _io
-from eva_coralbay.leaderboard import case_scores, eva_run, ids, protocol, schema
+from eva_coralbay.leaderboard import case_scores, eva_run, ids, protocol, schema, variants
 from eva_coralbay.leaderboard.errors import LeaderboardError
+from eva_coralbay.leaderboard.record import Source, Submission
 from eva_coralbay.leaderboard.store import Store, WriteResult
 
 
@@ -60,11 +60,16 @@ class ModelDetails:
             }
         )
 
-    def as_record_fields(self) -> dict[str, Any]:
-        """The record fields; pretraining datasets sorted and unique."""
+    def as_record_fields(self, model_id: str) -> dict[str, Any]:
+        """The record's model fields; pretraining datasets sorted and unique.
+
+        Args:
+            model_id: The model's id: the display name when none is given.
+        """
         fields = dataclasses.asdict(self)
+        fields["display_name"] = self.display_name or model_id
         if self.pretraining_datasets is not None:
-            fields["pretraining_datasets"] = sorted(set(self.pretraining_datasets))
+            fields["pretraining_datasets"] = tuple(sorted(set(self.pretraining_datasets)))
         return fields
 
 
@@ -82,10 +87,11 @@ def installed_version(distribution: str) -> str | None:
 
 
 @dataclasses.dataclass(frozen=True)
-class Submission:
-    """A submitted entry and where it came from."""
+class SubmitResult:
+    """What a submit did: the entry written and where it came from."""
 
-    record: Mapping[str, Any]
+    record: Submission
+    """The entry as written."""
     write: WriteResult
     results_path: pathlib.Path | None
     inferred: tuple[str, ...]
@@ -103,14 +109,16 @@ def submit_run(
     per_case_path: pathlib.Path | None = None,
     replace: bool = False,
     date: str | None = None,
-) -> Submission:
+) -> SubmitResult:
     """Submits one eva session to the leaderboard at `root`.
 
     Args:
         path: results.json, its session folder, or an OUTPUT_ROOT holding one session.
         root: The leaderboard folder; its tasks are the built-in ones plus its tasks.yaml's.
         model_id: The model id; inferred from the config's `ModelFromRegistry` when None.
-        task_id: The task id; inferred from the config's dataset classes when None.
+        task_id: The task id; inferred from the config's dataset classes when None. A run on a
+            subset of the labels (the config's `train_cases` / `train_samples_per_class`) is
+            entered as the task's variant `<task>@<count>`; a variant given here must match.
         stage: `val` or `test`; by default the test stage when results.json has the metric there.
         details: What is known about the model (display name, parameters, ...).
         per_case_path: A per-case score file; by default `per_case_scores.parquet` beside
@@ -128,10 +136,22 @@ def submit_run(
     run = eva_run.read_run(path)
     where = str(run.results_path)
     inferred = []
+    labelled = eva_run.labelled_count(run)
     if task_id is None:
         task_id = eva_run.infer_task(run, store.registry)
         inferred.append("task")
-    task = store.registry.get(task_id)
+    base_id, given_count = variants.split(task_id)
+    if given_count is not None and given_count != labelled:
+        trained_on = "every label" if labelled is None else f"{labelled} labels"
+        raise LeaderboardError(
+            f"{run.config_path}: task {task_id!r} is the variant trained on {given_count} labels, "
+            f"but the run's config trained on {trained_on} (train_cases / "
+            "train_samples_per_class)"
+        )
+    task = store.registry.get(base_id)
+    # A run on a subset of the labels is that task's label-efficiency variant (`btcv@5`): its
+    # own entry, outside the main ranking.
+    entry_task_id = variants.variant_id(task.id, labelled)
     registry_names = eva_run.registry_names(run.config)
     registry_name = registry_names[0] if len(registry_names) == 1 else None
     if model_id is None:
@@ -150,33 +170,33 @@ def submit_run(
     if per_case_path is not None:
         case_scores.check_file(per_case_path, task.metric_spec)
         per_case_sha = _io.sha256_of(per_case_path)
-    record = {
-        "schema_version": schema.SCHEMA_VERSION,
-        "kind": "run",
-        "model_id": model_id,
-        "registry_name": registry_name,
-        **(details or ModelDetails()).as_record_fields(),
-        "task_id": task.id,
-        "metric": task.metric,
-        "eva_metric_key": result.key,
-        "stage": result.stage,
-        "mean": result.mean,
-        "stdev": result.stdev,
-        "values": result.values,
-        "per_case_file": f"per_case/{per_case_sha}.parquet" if per_case_sha else None,
-        "per_case_sha256": per_case_sha,
-        "eva_version": installed_version("kaiko-eva"),
-        "plugin_version": eva_coralbay.__version__,
-        "torch_version": installed_version("torch"),
-        "torchmetrics_version": installed_version("torchmetrics"),
-        "protocol_hash": protocol.protocol_hash(run.config),
-        "run_id": run.run_id,
-        "source": None,
-        "date": date or today(),
-    }
-    schema.check_record(_with_display_name(record), where, store.registry)
+    record = Submission(
+        schema_version=schema.SCHEMA_VERSION,
+        kind="run",
+        model_id=model_id,
+        registry_name=registry_name,
+        **(details or ModelDetails()).as_record_fields(model_id),
+        task_id=entry_task_id,
+        metric=task.metric,
+        eva_metric_key=result.key,
+        stage=result.stage,
+        mean=result.mean,
+        stdev=result.stdev,
+        values=tuple(result.values),
+        per_case_file=f"per_case/{per_case_sha}.parquet" if per_case_sha else None,
+        per_case_sha256=per_case_sha,
+        eva_version=installed_version("kaiko-eva"),
+        plugin_version=eva_coralbay.__version__,
+        torch_version=installed_version("torch"),
+        torchmetrics_version=installed_version("torchmetrics"),
+        protocol_hash=protocol.protocol_hash(run.config),
+        run_id=run.run_id,
+        source=None,
+        date=date or today(),
+    )
+    schema.check_record(record.to_json(), where, store.registry)
     written = store.write(record, replace=replace, per_case=per_case_path)
-    return Submission(record, written, run.results_path, tuple(inferred))
+    return SubmitResult(written.record, written, run.results_path, tuple(inferred))
 
 
 def submit_reported(
@@ -190,7 +210,7 @@ def submit_reported(
     details: ModelDetails | None = None,
     replace: bool = False,
     date: str | None = None,
-) -> Submission:
+) -> SubmitResult:
     """Records a published number that cites its source (no runs, no stdev, no protocol hash).
 
     Raises:
@@ -198,38 +218,29 @@ def submit_reported(
     """
     store = Store(root)
     task = store.registry.get(task_id)
-    record = {
-        "schema_version": schema.SCHEMA_VERSION,
-        "kind": "reported",
-        "model_id": model_id,
-        "registry_name": None,
-        **(details or ModelDetails()).as_record_fields(),
-        "task_id": task.id,
-        "metric": task.metric,
-        "eva_metric_key": None,
-        "stage": None,
-        "mean": mean,
-        "stdev": None,
-        "values": None,
-        "per_case_file": None,
-        "per_case_sha256": None,
-        "eva_version": None,
-        "plugin_version": None,
-        "torch_version": None,
-        "torchmetrics_version": None,
-        "protocol_hash": None,
-        "run_id": None,
-        "source": {"citation": citation, "url": url},
-        "date": date or today(),
-    }
     ids.check_slug(model_id, "model id")
-    schema.check_record(
-        _with_display_name(record), f"reported entry {model_id}/{task_id}", store.registry
+    record = Submission(
+        schema_version=schema.SCHEMA_VERSION,
+        kind="reported",
+        model_id=model_id,
+        registry_name=None,
+        **(details or ModelDetails()).as_record_fields(model_id),
+        task_id=task.id,
+        metric=task.metric,
+        eva_metric_key=None,
+        stage=None,
+        mean=mean,
+        stdev=None,
+        values=None,
+        per_case_file=None,
+        per_case_sha256=None,
+        eva_version=None,
+        plugin_version=None,
+        protocol_hash=None,
+        run_id=None,
+        source=Source(citation, url),
+        date=date or today(),
     )
+    schema.check_record(record.to_json(), f"reported entry {model_id}/{task_id}", store.registry)
     written = store.write(record, replace=replace)
-    return Submission(record, written, None, ())
-
-
-def _with_display_name(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The record as validated before the store fills model fields from existing entries."""
-    return {**record, "display_name": record.get("display_name") or record["model_id"]}
+    return SubmitResult(written.record, written, None, ())

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from eva_coralbay.leaderboard import metrics, schema, tasks
+from eva_coralbay.leaderboard import metrics, schema, tasks, variants
 
 
 class _Absent:
@@ -297,7 +297,9 @@ def _registry_checks(columns: dict[str, _Column], known: tasks.Registry) -> np.n
     task_ids = column["task_id"]
     registry = list(known)
     position = {task.id: index for index, task in enumerate(registry)}
-    index = np.fromiter((position.get(task, -1) for task in task_ids), int, n_rows)
+    # A label-efficiency variant (`btcv@5`) is checked against its task.
+    base = variants.base_task
+    index = np.fromiter((position.get(base(task), -1) for task in task_ids), int, n_rows)
     fine = index >= 0
     index = np.where(fine, index, 0)
     task_metric = np.array([task.metric for task in registry], dtype=object)[index]

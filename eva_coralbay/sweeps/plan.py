@@ -13,6 +13,7 @@ from typing import Any
 
 from eva_coralbay import tasks
 from eva_coralbay.leaderboard import tasks as leaderboard_tasks
+from eva_coralbay.leaderboard import variants
 from eva_coralbay.models import preprocessing
 from eva_coralbay.tasks.benchmark import Benchmark
 
@@ -30,9 +31,8 @@ MANAGED_VARIABLES = frozenset(
 )
 """Variables `coralbay evaluate` sets itself from its own options; `--set` may not."""
 
-VARIANT_SEPARATOR = "@"
-"""Joins a task and its label-efficiency variant: `btcv@5` is BTCV trained on 5 cases,
-`organmnist@5` the OrganMNIST probe trained on 5 samples of each class."""
+VARIANT_SEPARATOR = variants.SEPARATOR
+"""Joins a task and its label-efficiency variant (the leaderboard's, which boards them)."""
 
 EVA_COMMANDS = {"segmentation": "fit", "classification": "predict_fit"}
 """The eva subcommand of each task type: frozen-encoder segmentation trains a decoder online;
@@ -413,7 +413,7 @@ def _variants(
 
 def base_task(task_id: str) -> str:
     """The catalogue task of a job's task id: `btcv` for the variant `btcv@5`."""
-    return task_id.partition(VARIANT_SEPARATOR)[0]
+    return variants.base_task(task_id)
 
 
 def parse_train_cases(text: str, option: str = "--train-cases") -> list[int | None]:

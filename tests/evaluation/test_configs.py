@@ -365,10 +365,10 @@ def _results(session: pathlib.Path) -> dict[str, Any]:
 def _check_submission(session: pathlib.Path, task_id: str, key: str) -> None:
     """The leaderboard accepts the session: task and model inferred, metric and per-case file."""
     entry = submit.submit_run(session, session.parent / "leaderboard").record
-    assert (entry["task_id"], entry["model_id"]) == (task_id, "coralbay_random")
-    assert entry["eva_metric_key"] == key
-    assert entry["values"] == _results(session)[key]["values"]
-    assert entry["per_case_sha256"] is not None
+    assert (entry.task_id, entry.model_id) == (task_id, "coralbay_random")
+    assert entry.eva_metric_key == key
+    assert list(entry.values or ()) == _results(session)[key]["values"]
+    assert entry.per_case_sha256 is not None
 
 
 def _check_segmentation_session(

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from eva_coralbay import demo
-from eva_coralbay.leaderboard import task_file
-from eva_coralbay.leaderboard.submit import ModelDetails, submit_run
+from eva_coralbay.leaderboard import robustness_board, task_file
+from eva_coralbay.leaderboard.submit import ModelDetails, SubmitResult, submit_run
 from tests.leaderboard import eva_output
 
 
@@ -24,7 +26,7 @@ def submit_scores(
     *,
     per_case: pd.DataFrame | None = None,
     details: ModelDetails | None = None,
-) -> None:
+) -> SubmitResult:
     """Submits an eva-layout segmentation session with these per-run Dice values."""
     session = eva_output.write_session(
         tmp_path / "runs" / model_id / task_id,
@@ -33,7 +35,99 @@ def submit_scores(
     )
     if per_case is not None:
         per_case.to_parquet(session / "per_case_scores.parquet")
-    submit_run(session, root, model_id=model_id, task_id=task_id, details=details)
+    return submit_run(session, root, model_id=model_id, task_id=task_id, details=details)
+
+
+VARIANT_TEMPLATE = eva_output.SEGMENTATION_TEMPLATE.replace(
+    "          split: train\n",
+    "          split: train\n          train_cases: ${oc.env:TRAIN_CASES, all}\n",
+    1,
+)
+"""The segmentation session's config with the label-efficiency setting the shipped ones have."""
+
+
+def submit_variant(
+    root: pathlib.Path,
+    tmp_path: pathlib.Path,
+    model_id: str,
+    task_id: str,
+    train_cases: int,
+    values: list[float],
+    *,
+    details: ModelDetails | None = None,
+) -> SubmitResult:
+    """Submits a segmentation session trained on `train_cases` cases, naming only the task.
+
+    The config says how many cases it trained on: the entry is the variant `<task>@<count>`.
+    """
+    session = eva_output.write_session(
+        tmp_path / "runs" / model_id / f"{task_id}@{train_cases}",
+        VARIANT_TEMPLATE,
+        eva_output.segmentation_metrics(values),
+        env={"TRAIN_CASES": str(train_cases)},
+    )
+    return submit_run(session, root, model_id=model_id, task_id=task_id, details=details)
+
+
+def robustness_record(
+    model: str = "radiology/coralbay", cosines: Mapping[str, float] | None = None
+) -> dict[str, Any]:
+    """A valid `coralbay robustness` record of two scans with these mean cosines by name."""
+    kinds = {"window": "window", "spacing": "spacing", "input": "orientation", "flip": "flip"}
+    cosines = cosines or {
+        "window_centre_minus_100": 0.991,
+        "window_lung": 0.62,
+        "spacing_1mm": 0.955,
+        "input_lps": 1.0,
+        "flip_left_right": 0.87,
+    }
+    scans = ["scans/a.nii.gz", "scans/b.nii.gz"]
+    return {
+        "record_type": "coralbay-robustness",
+        "schema_version": 1,
+        "date": "2026-11-30",
+        "model": model,
+        "checkpoint": None,
+        "checkpoint_sha256": "c" * 64,
+        "profile": {
+            "orientation": "RAS",
+            "spacing": [1.5, 1.5, 1.5],
+            "intensity_range": [-175.0, 250.0],
+            "output_range": [0.0, 1.0],
+        },
+        "embedding": {"dim": 1152, "roi_size": [96, 96, 96], "overlap": 0.5, "precision": "fp32"},
+        "task": {"id": "btcv", "split": "val"},
+        "versions": {"eva-coralbay": "0.1.0", "torch": None},
+        "scans": [
+            {
+                "scan": scan,
+                "content_sha256": f"{index}" * 64,
+                "source_shape": [64, 64, 32],
+                "source_spacing": [1.0, 1.0, 2.5],
+                "shape": [43, 43, 53],
+            }
+            for index, scan in enumerate(scans)
+        ],
+        "perturbations": [
+            {
+                "name": name,
+                "kind": kinds[name.split("_")[0]],
+                "parameters": {},
+                "mean_cosine": cosine,
+                "min_cosine": cosine - 0.01 if cosine < 1 else cosine,
+                "per_scan": [{"scan": scan, "cosine": cosine} for scan in scans],
+            }
+            for name, cosine in cosines.items()
+        ],
+        "orientation_identical": True,
+    }
+
+
+def write_json(path: pathlib.Path, data: Any) -> pathlib.Path:
+    """Writes `data` as JSON (creating the folder); returns the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1))
+    return path
 
 
 def declare_phantom_tasks(
@@ -83,6 +177,10 @@ def realistic_board(root: pathlib.Path, tmp_path: pathlib.Path) -> None:
     run. `tiny` (an awkward display name, embedding size only, pretraining undeclared) replaced
     its BTCV run once, so its page has a superseded entry; `organ_probe` has only a
     classification run.
+
+    Beside the ranking: label-efficiency variants of BTCV (`coralbay` on 1 and 5 cases,
+    `clean_net` on 5, and `few_shot`, a model with no full-label entry, on 1) and robustness
+    records of `coralbay` and of `robust_only` (no entry at all).
     """
     shutil.copytree(REPOSITORY_SUBMISSIONS, root / "submissions")
     coralbay = ModelDetails(
@@ -137,3 +235,13 @@ def realistic_board(root: pathlib.Path, tmp_path: pathlib.Path) -> None:
         session="20261128-090000000000_5e6f7a8b",
     )
     submit_run(again, root, model_id="tiny", task_id="btcv", replace=True)
+    for model, cases, level in (
+        ("coralbay", 1, 0.41),
+        ("coralbay", 5, 0.74),
+        ("clean_net", 5, 0.69),
+        ("few_shot", 1, 0.35),
+    ):
+        submit_variant(root, tmp_path, model, "btcv", cases, eva_output.dice_runs(level))
+    for model, cosines in (("coralbay", None), ("robust_only", {"window_lung": 0.97})):
+        record = robustness_record(f"radiology/{model}", cosines)
+        robustness_board.submit(write_json(tmp_path / f"{model}.json", record), root)

@@ -40,7 +40,8 @@ def test_one_page_per_task_and_model_and_every_text_escaped(site_board: Site) ->
         f"{model}.html" for model in board.models.index
     )
     assert {path.name for path in folder.iterdir()} == {
-        "index.html", "heatmap.svg", "sizes.svg", "assets", "tasks", "models"
+        "index.html", "heatmap.svg", "sizes.svg", "assets", "tasks", "models",
+        "label-efficiency.html", "label_efficiency.svg", "robustness.html",
     }  # fmt: skip
     escaped = html.escape(AWKWARD_NAME)
     assert escaped == "Tiny &lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &quot;Co&quot;"

@@ -66,7 +66,8 @@ def test_every_page_loads_cleanly_and_every_link_resolves(
 ) -> None:
     root, board = site_board
     pages = _pages(root)
-    assert len(pages) == 1 + len(board.tasks) + len(board.models)
+    # The index, a page per task and per model, the label-efficiency and robustness views.
+    assert len(pages) == 1 + len(board.tasks) + len(board.models) + 2
     statuses: dict[str, int] = {}
     ids: dict[str, set[str]] = {}
     _errors(browser)
@@ -269,4 +270,34 @@ def test_pages_work_from_the_file_system(browser: Any, site_board: Site) -> None
     assert _rows(browser) == _expected(ranks, order, descending=False)
     browser.find_element("link text", "BTCV").click()
     assert browser.current_url.endswith("/tasks/btcv.html")
+    assert _errors(browser) == []
+
+
+_ROW_NAMES = """
+return Array.from(document.querySelectorAll(arguments[0] + ' tbody tr'))
+  .map(row => row.querySelector('th').textContent);
+"""
+
+
+def test_the_views_beside_the_ranking_sort_their_tables(
+    browser: Any, site_board: Site, site_url: str
+) -> None:
+    _, board = site_board
+    frame = board.robustness
+    names = list(dict.fromkeys(frame["display_name"]))
+    browser.get(site_url + render_site.ROBUSTNESS)
+    assert browser.execute_script(_ROW_NAMES, "#robustness-cosine") == names
+    lung = frame[frame["perturbation"] == "window_lung"].set_index("display_name")["mean_cosine"]
+    flips = frame[frame["perturbation"] == "flip_left_right"].set_index("display_name")
+    for label, values in (("window_lung", lung), ("flip_left_right", flips["mean_cosine"])):
+        _header(browser, "#robustness-cosine", label).find_element("tag name", "button").click()
+        expected = _expected([values.get(name) for name in names], names, descending=True)
+        assert browser.execute_script(_ROW_NAMES, "#robustness-cosine") == expected, label
+    browser.get(site_url + render_site.LABEL_EFFICIENCY)
+    curves = board.label_efficiency
+    models = list(dict.fromkeys(curves["display_name"]))
+    five = curves[curves["labels"] == 5].set_index("display_name")["mean"]
+    _header(browser, "#curve-0", "5").find_element("tag name", "button").click()
+    expected = _expected([five.get(name) for name in models], models, descending=True)
+    assert browser.execute_script(_ROW_NAMES, "#curve-0") == expected
     assert _errors(browser) == []

@@ -79,9 +79,9 @@ def test_submit_offline_classification_reads_predict_datasets(
     classification_session.rename(moved)
     submission = submit_run(moved.parent, root, date="2026-11-27")
     record = submission.record
-    assert (record["model_id"], record["task_id"]) == ("voco_b", "organmnist")
-    assert record["eva_metric_key"] == "test/MulticlassAccuracy"
-    assert record["mean"] == pytest.approx(0.916)
+    assert (record.model_id, record.task_id) == ("voco_b", "organmnist")
+    assert record.eva_metric_key == "test/MulticlassAccuracy"
+    assert record.mean == pytest.approx(0.916)
 
 
 @pytest.mark.parametrize(
@@ -97,12 +97,12 @@ def test_eva_dataset_classes_map_to_tasks(
         eva_output.segmentation_metrics([0.7]),
         env={"DATASET_CLASS": dataset_class},
     )
-    assert submit_run(session, root).record["task_id"] == "btcv"
+    assert submit_run(session, root).record.task_id == "btcv"
 
 
 def test_model_and_task_overrides(root: pathlib.Path, segmentation_session: pathlib.Path) -> None:
     record = submit_run(segmentation_session, root, model_id="coralbay_b", task_id="word").record
-    assert (record["model_id"], record["task_id"]) == ("coralbay_b", "word")
+    assert (record.model_id, record.task_id) == ("coralbay_b", "word")
     assert (root / "submissions" / "coralbay_b" / "word.json").is_file()
 
 
@@ -143,7 +143,7 @@ def test_conflicting_model_details_are_refused(
     assert written["display_name"] == "CoralBay-B"
     # A second task inherits the details...
     second = submit_run(segmentation_session, root, task_id="word").record
-    assert second is not None
+    assert second.display_name == "CoralBay-B"  # the entry as written
     assert json.loads((root / "submissions/coralbay/word.json").read_text())["display_name"] == (
         "CoralBay-B"
     )
@@ -164,7 +164,7 @@ def test_pretraining_datasets_are_stored_sorted(
 ) -> None:
     details = ModelDetails(pretraining_datasets=["lits", "btcv", "lits"])
     record = submit_run(segmentation_session, root, details=details).record
-    assert record["pretraining_datasets"] == ["btcv", "lits"]
+    assert record.pretraining_datasets == ("btcv", "lits")
 
 
 def test_model_card(
@@ -359,9 +359,9 @@ def test_per_case_scores_are_stored_content_addressed(
     )
     scores.to_parquet(segmentation_session / eva_run.PER_CASE_FILE)
     record = submit_run(segmentation_session, root).record
-    sha = record["per_case_sha256"]
+    sha = record.per_case_sha256
     stored = root / "submissions" / "coralbay" / "per_case" / f"{sha}.parquet"
-    assert record["per_case_file"] == f"per_case/{sha}.parquet"
+    assert record.per_case_file == f"per_case/{sha}.parquet"
     assert stored.read_bytes() == (segmentation_session / eva_run.PER_CASE_FILE).read_bytes()
 
 

@@ -92,9 +92,9 @@ def test_big_integers_and_lone_surrogates(board: pathlib.Path) -> None:
 
     loaded = load.load(Store(board))
 
-    beta = next(entry for entry in loaded.entries if entry["model_id"] == "beta")
-    assert beta == big
-    assert type(beta["parameters"]) is int
+    beta = next(entry for entry in loaded.entries if entry.model_id == "beta")
+    assert beta.to_json() == big
+    assert type(beta.parameters) is int
     # A lone surrogate cannot be written to the UTF-8 README: the file is refused, by name.
     assert [problem.split(": ")[:2] for problem in loaded.problems] == [
         [str(submissions / "gamma" / "btcv.json"), "malformed JSON"]
