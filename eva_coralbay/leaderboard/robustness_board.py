@@ -42,7 +42,8 @@ class PerturbationScore:
     min_cosine: float
     n_scans: int
     probe_accuracy_change: float | None
-    """The change of a probe's accuracy under the perturbation, where the record has one."""
+    """The change of the probe's balanced accuracy under the perturbation (the record's
+    `probe.change`), where the record has a probe (scan-labelled tasks)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +80,7 @@ class RobustnessSubmission:
                     mean_cosine=float(item["mean_cosine"]),
                     min_cosine=float(item["min_cosine"]),
                     n_scans=len(item["per_scan"]),
-                    probe_accuracy_change=_optional_number(item.get("probe_accuracy_change")),
+                    probe_accuracy_change=_optional_number((item.get("probe") or {}).get("change")),
                 )
                 for item in data["perturbations"]
             ),

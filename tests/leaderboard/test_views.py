@@ -14,6 +14,7 @@ import pytest
 
 from eva_coralbay import cli
 from eva_coralbay.leaderboard import LeaderboardError, build, render_markdown, robustness_board
+from eva_coralbay.leaderboard import robustness_record as record_io
 from eva_coralbay.leaderboard.aggregate import aggregate
 from eva_coralbay.leaderboard.load import load
 from eva_coralbay.leaderboard.robustness_board import RobustnessSubmission
@@ -215,9 +216,18 @@ def test_a_robustness_record_is_submitted_replaced_and_shown(
     assert validate(root) == []
 
 
-def _probe_record(change: object) -> dict:
+def _probe_record(change: float) -> dict:
+    """A record of scan-labelled data whose probe lost `change` under the lung window."""
     record = robustness_record(cosines={"window_lung": 0.9, "flip_left_right": 0.8})
-    record["perturbations"][0]["probe_accuracy_change"] = change
+    record["probe"] = {
+        "balanced_accuracy": 0.75,
+        "train_scans": 8,
+        "val_scans": 4,
+        "classes": ["normal", "pneumonia"],
+        "method": "logistic regression on the unperturbed training embeddings",
+    }
+    record["perturbations"][0]["probe"] = {"balanced_accuracy": 0.75 + change, "change": change}
+    assert record_io.record_problems(record) == []  # what coralbay robustness writes
     return record
 
 
@@ -229,7 +239,7 @@ def test_a_probe_accuracy_change_is_shown_where_a_record_has_one(
     plain = RobustnessSubmission.from_json("coralbay", robustness_record())
     board = aggregate(load(store).entries, store, [plain])
     assert "Change in probe accuracy" not in render_markdown.render(board, [], None)
-    # The field another track adds to each perturbation: shown when present, never required.
+    # The probe block of scan-labelled data: its change is shown when present, never required.
     with_change = RobustnessSubmission.from_json("coralbay", _probe_record(-0.042))
     board = aggregate(load(store).entries, store, [with_change])
     readme = render_markdown.render(board, [], None)
