@@ -440,6 +440,12 @@ def plan(
             f"{dataset.organs_task}:{name}={value}"
             for name, value in {**preset.probe_env, **dataset.probe_env}.items()
         ]
+    if preset.robustness is not None:
+        # Before the evaluations: each `evaluate --submit` rebuilds the board with these records.
+        result += [
+            _robustness_step(output, dataset, model_id, arguments, preset.robustness, leaderboard)
+            for model_id, arguments in models.items()
+        ]
     cards = output / "model_cards"
     for model_id, model_arguments in models.items():
         card = cards / f"{model_id}.json"
@@ -480,11 +486,6 @@ def plan(
                 ),
             )
         )
-    if preset.robustness is not None:
-        result += [
-            _robustness_step(output, dataset, model_id, arguments, preset.robustness)
-            for model_id, arguments in models.items()
-        ]
     return result
 
 
@@ -494,8 +495,9 @@ def _robustness_step(
     model_id: str,
     model_arguments: Sequence[str],
     perturbations: str,
+    leaderboard: pathlib.Path,
 ) -> Step:
-    """`coralbay robustness` of one model on the validation scans of the segmentation task."""
+    """`coralbay robustness` of one model on the segmentation task's validation scans, boarded."""
     task = dataset.segmentation_task
     if task not in _catalogue_tasks():  # the demo's own tasks: Decathlon-layout data
         task = "decathlon_format"
@@ -521,6 +523,11 @@ def _robustness_step(
             "cpu",
             "--output",
             str(output / "robustness" / f"{model_id}.json"),
+            "--submit",
+            "--leaderboard-root",
+            str(leaderboard),
+            "--model-id",
+            model_id,
         ],
         log=f"robustness-{model_id}.log",
     )

@@ -142,6 +142,12 @@ def test_reduced_main_job_publishes_all_results(tmp_path: pathlib.Path) -> None:
         record = robustness_record.read_record(output / "robustness" / f"{model}.json")
         (shift,) = record["perturbations"]
         assert shift["name"] == "window_soft_tissue" and -1.0 <= shift["mean_cosine"] <= 1.0
+        boarded = output / "leaderboard" / "robustness" / f"{model}.json"
+        assert robustness_record.read_record(boarded) == record
+    # Both side tracks have their views on the board, out of the main table.
+    assert "## Label efficiency" in readme and "## Robustness" in readme
+    assert (output / "leaderboard" / "site" / "robustness.html").is_file()
+    assert (output / "leaderboard" / "site" / "label-efficiency.html").is_file()
 
     validate = _coralbay(
         "leaderboard", "validate", "--root", str(output / "leaderboard"), cwd=tmp_path

@@ -71,6 +71,20 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--output", type=pathlib.Path, required=True, help="the JSON record")
     parser.add_argument(
+        "--submit",
+        action="store_true",
+        help="also board the record (coralbay leaderboard submit --robustness), replacing the "
+        "model's previous one, which the leaderboard keeps in its history",
+    )
+    parser.add_argument(
+        "--leaderboard-root",
+        type=pathlib.Path,
+        help="where --submit writes (default: the repository's leaderboard/)",
+    )
+    parser.add_argument(
+        "--model-id", help="with --submit: the model's leaderboard id (default: from --model)"
+    )
+    parser.add_argument(
         "--window",
         action="append",
         default=[],
@@ -107,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         windows = [robustness.parse_window(text) for text in args.window]
     except ValueError as error:
         return _fail(f"--window: {error}")
+    if not args.submit and (args.model_id or args.leaderboard_root):
+        return _fail("--model-id and --leaderboard-root go with --submit")
     if args.task is not None and args.data_root is None:
         return _fail("--task needs --data-root (the task's data in its native layout)")
     if args.task_id is not None and args.task is None:
@@ -202,6 +218,15 @@ def run(args: argparse.Namespace) -> int:
             f"({probe.summary['train_scans']} train, {probe.summary['val_scans']} val scans)"
         )
     print(f"wrote {written} ({len(scans)} scans, {len(perturbations)} perturbations)")
+    if args.submit:
+        from eva_coralbay.leaderboard import LeaderboardError, paths, robustness_board
+
+        root = args.leaderboard_root or paths.default_root()
+        try:
+            boarded = robustness_board.submit(written, root, model_id=args.model_id, replace=True)
+        except LeaderboardError as error:
+            return _fail(f"--submit: {error}")
+        print(f"submitted as {boarded.path} (run `coralbay leaderboard build --root {root}`)")
     if measured.orientation_identical is False:
         return _fail(
             "LPS and RAS input of the same scan did not give identical voxels after the "

@@ -411,3 +411,12 @@ def test_coralbay_robustness_reports_the_probe_of_a_scan_table(
     output.unlink()
     assert cli.main(arguments) == 1
     assert f"{table}:" in capsys.readouterr().err and not output.exists()
+
+
+def test_leaderboard_options_without_submit_are_refused(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command = ["robustness", "--data", str(tmp_path), "--output", str(tmp_path / "r.json")]
+    assert cli.main([*command, "--model-id", "mine"]) == 1
+    assert "--model-id and --leaderboard-root go with --submit" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
