@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from benchmarks import machine
+from eva_coralbay.models import cpu_caches, window_attention
 
 MODELS = ("eva", "coralbay")
 MEASUREMENTS = ("transformer forward", "encoder forward", "encoder forward+backward")
@@ -154,9 +155,13 @@ def _peak_memory(model_name: str, measurement: str, settings: dict[str, Any]) ->
 
 
 def _machine() -> str:
+    caches = cpu_caches.this_machine()
+    step_mib = window_attention.backward_step_elements(caches) * 4 / 2**20
     return (
-        f"{machine.describe()}; torch {torch.__version__} with {torch.get_num_threads()} "
-        f"threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
+        f"{machine.describe()}; torch {torch.__version__} "
+        f"({torch.backends.cpu.get_cpu_capability()}) with {torch.get_num_threads()} "
+        f"threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; caches per core "
+        f"as sysfs gives them: {caches}, attention backward steps of {step_mib:g} MiB"
     )
 
 

@@ -195,7 +195,7 @@ def test_attention_backward_matches_autograd(
     count, heads, n, dim = 5, 2, 27, 8
     # 2 windows per step: steps of 2, 2 and 1 windows, as on real inputs.
     monkeypatch.setattr(
-        window_attention, "_BACKWARD_STEP_ELEMENTS", windows_per_step * heads * n * n
+        window_attention, "backward_step_elements", lambda _: windows_per_step * heads * n * n
     )
     q, k, v = (torch.randn(count, heads, n, dim, generator=generator) for _ in range(3))
     labels = torch.arange(n) % 3 == 0
