@@ -18,7 +18,7 @@ import dataclasses
 import string
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from eva_coralbay import _io, tasks
@@ -155,134 +155,119 @@ def segmentation_tasks() -> list[SegmentationTask]:
     return result
 
 
-def _medmnist_predict(class_name: str, task_id: str) -> str:
+def _predict_datasets(
+    class_name: str,
+    first_args: Sequence[str],
+    splits: Sequence[str] = ("train", "val"),
+    other_args: Callable[[str], list[str]] | None = None,
+) -> str:
+    """The predict datasets of a probe config, one per split.
+
+    The first spells out its init_args under an anchor; the others merge it and set their split
+    (`other_args(split)`: the lines below the merge, by default only the split).
+    """
     lines = []
-    for index, split in enumerate(("train", "val", "test")):
+    for index, split in enumerate(splits):
         lines.append(f"        - class_path: eva_coralbay.data.adapters.{class_name}")
         if index == 0:
-            lines += [
-                "          init_args: &PREDICT_DATASET_ARGS",
-                f"            root: ${{oc.env:DATA_ROOT, ./data/{task_id}}}",
-                "            split: train",
-                "            size: 64",
-                "            download: ${oc.env:DOWNLOAD_DATA, false}",
-                "            allow_incomplete: ${oc.env:ALLOW_INCOMPLETE, false}",
-            ]
+            lines += ["          init_args: &PREDICT_DATASET_ARGS", *first_args]
         else:
-            lines += [
-                "          init_args:",
-                "            <<: *PREDICT_DATASET_ARGS",
-                f"            split: {split}",
-            ]
+            lines += ["          init_args:", "            <<: *PREDICT_DATASET_ARGS"]
+            lines += other_args(split) if other_args else [f"            split: {split}"]
     return "\n".join(lines)
+
+
+_MODEL_PROFILE = [
+    "            # The preprocessing the model declares (as in segmentation).",
+    f"            profile: ${{oc.decode:${{oc.env:PROFILE, {MODEL_ENV}}}}}",
+]
+"""The init_args lines of a predict dataset standardised with the model's own profile."""
+
+
+def _medmnist_predict(class_name: str, task_id: str) -> str:
+    return _predict_datasets(
+        class_name,
+        [
+            f"            root: ${{oc.env:DATA_ROOT, ./data/{task_id}}}",
+            "            split: train",
+            "            size: 64",
+            "            download: ${oc.env:DOWNLOAD_DATA, false}",
+            "            allow_incomplete: ${oc.env:ALLOW_INCOMPLETE, false}",
+        ],
+        splits=("train", "val", "test"),
+    )
 
 
 def _organ_patches_predict(source: str, data_root: str, classes: str, source_args: str) -> str:
-    lines = []
-    for index, split in enumerate(("train", "val")):
-        lines.append("        - class_path: eva_coralbay.data.adapters.OrganPatches")
-        if index == 0:
-            lines += [
-                "          init_args: &PREDICT_DATASET_ARGS",
-                "            source:",
-                f"              class_path: eva_coralbay.data.adapters.{source}",
-                "              init_args: &SOURCE_ARGS",
-                f"                root: ${{oc.env:DATA_ROOT, {data_root}}}",
-                "                split: train",
-                "                # The preprocessing the model declares (see the segmentation "
-                "configs).",
-                f"                profile: ${{oc.decode:${{oc.env:PROFILE, {MODEL_ENV}}}}}",
-                "                allow_incomplete: ${oc.env:ALLOW_INCOMPLETE, false}",
-                *source_args.splitlines(),
-                "            patch_size: ${oc.env:PATCH_SIZE, 64}",
-                f"            classes: {classes}",
-                "            num_classes: *NUM_CLASSES",
-                "            min_voxels: ${oc.env:MIN_VOXELS, 100}",
-            ]
-        else:
-            lines += [
-                "          init_args:",
-                "            <<: *PREDICT_DATASET_ARGS",
-                "            source:",
-                f"              class_path: eva_coralbay.data.adapters.{source}",
-                "              init_args:",
-                "                <<: *SOURCE_ARGS",
-                f"                split: {split}",
-            ]
-    return "\n".join(lines)
+    return _predict_datasets(
+        "OrganPatches",
+        [
+            "            source:",
+            f"              class_path: eva_coralbay.data.adapters.{source}",
+            "              init_args: &SOURCE_ARGS",
+            f"                root: ${{oc.env:DATA_ROOT, {data_root}}}",
+            "                split: train",
+            "                # The preprocessing the model declares (see the segmentation "
+            "configs).",
+            f"                profile: ${{oc.decode:${{oc.env:PROFILE, {MODEL_ENV}}}}}",
+            "                allow_incomplete: ${oc.env:ALLOW_INCOMPLETE, false}",
+            *source_args.splitlines(),
+            "            patch_size: ${oc.env:PATCH_SIZE, 64}",
+            f"            classes: {classes}",
+            "            num_classes: *NUM_CLASSES",
+            "            min_voxels: ${oc.env:MIN_VOXELS, 100}",
+        ],
+        other_args=lambda split: [
+            "            source:",
+            f"              class_path: eva_coralbay.data.adapters.{source}",
+            "              init_args:",
+            "                <<: *SOURCE_ARGS",
+            f"                split: {split}",
+        ],
+    )
 
 
 def _luna25_predict() -> str:
-    lines = []
-    for index, split in enumerate(("train", "val")):
-        lines.append("        - class_path: eva_coralbay.data.adapters.LUNA25")
-        if index == 0:
-            lines += [
-                "          init_args: &PREDICT_DATASET_ARGS",
-                "            root: ${oc.env:DATA_ROOT, ./data/luna25}",
-                "            split: train",
-                "            # The preprocessing the model declares (as in segmentation).",
-                f"            profile: ${{oc.decode:${{oc.env:PROFILE, {MODEL_ENV}}}}}",
-                "            patch_size: ${oc.env:PATCH_SIZE, 64}",
-                "            allow_incomplete: ${oc.env:ALLOW_INCOMPLETE, false}",
-            ]
-        else:
-            lines += [
-                "          init_args:",
-                "            <<: *PREDICT_DATASET_ARGS",
-                f"            split: {split}",
-            ]
-    return "\n".join(lines)
+    return _predict_datasets(
+        "LUNA25",
+        [
+            "            root: ${oc.env:DATA_ROOT, ./data/luna25}",
+            "            split: train",
+            *_MODEL_PROFILE,
+            "            patch_size: ${oc.env:PATCH_SIZE, 64}",
+            "            allow_incomplete: ${oc.env:ALLOW_INCOMPLETE, false}",
+        ],
+    )
 
 
 def _cc_ccii_predict() -> str:
-    lines = []
-    for index, split in enumerate(("train", "val")):
-        lines.append("        - class_path: eva_coralbay.data.adapters.CC_CCII")
-        if index == 0:
-            lines += [
-                "          init_args: &PREDICT_DATASET_ARGS",
-                "            root: ${oc.env:DATA_ROOT, ./data/cc-ccii}",
-                "            split: train",
-                "            # The preprocessing the model declares (as in segmentation).",
-                f"            profile: ${{oc.decode:${{oc.env:PROFILE, {MODEL_ENV}}}}}",
-                "            fold: ${oc.env:FOLD, 0}",
-                "            allow_incomplete: ${oc.env:ALLOW_INCOMPLETE, false}",
-            ]
-        else:
-            lines += [
-                "          init_args:",
-                "            <<: *PREDICT_DATASET_ARGS",
-                f"            split: {split}",
-            ]
-    return "\n".join(lines)
+    return _predict_datasets(
+        "CC_CCII",
+        [
+            "            root: ${oc.env:DATA_ROOT, ./data/cc-ccii}",
+            "            split: train",
+            *_MODEL_PROFILE,
+            "            fold: ${oc.env:FOLD, 0}",
+            "            allow_incomplete: ${oc.env:ALLOW_INCOMPLETE, false}",
+        ],
+    )
 
 
 def _scan_table_predict(num_classes: str) -> str:
-    lines = []
-    for index, split in enumerate(("train", "val")):
-        lines.append("        - class_path: eva_coralbay.data.adapters.ScanTable")
-        if index == 0:
-            lines += [
-                "          init_args: &PREDICT_DATASET_ARGS",
-                "            # The scan table (path, label, patient_id, split), or its folder.",
-                "            root: ${oc.env:DATA_ROOT, ./data/scans.csv}",
-                "            split: train",
-                "            # The preprocessing the model declares (as in segmentation).",
-                f"            profile: ${{oc.decode:${{oc.env:PROFILE, {MODEL_ENV}}}}}",
-                "            # The task's class names in target order; null: the table's labels,",
-                "            # naturally sorted.",
-                "            classes: ${oc.env:CLASSES, null}",
-                f"            num_classes: {num_classes}",
-                "            allow_incomplete: ${oc.env:ALLOW_INCOMPLETE, false}",
-            ]
-        else:
-            lines += [
-                "          init_args:",
-                "            <<: *PREDICT_DATASET_ARGS",
-                f"            split: {split}",
-            ]
-    return "\n".join(lines)
+    return _predict_datasets(
+        "ScanTable",
+        [
+            "            # The scan table (path, label, patient_id, split), or its folder.",
+            "            root: ${oc.env:DATA_ROOT, ./data/scans.csv}",
+            "            split: train",
+            *_MODEL_PROFILE,
+            "            # The task's class names in target order; null: the table's labels,",
+            "            # naturally sorted.",
+            "            classes: ${oc.env:CLASSES, null}",
+            f"            num_classes: {num_classes}",
+            "            allow_incomplete: ${oc.env:ALLOW_INCOMPLETE, false}",
+        ],
+    )
 
 
 def _scan_table_tasks() -> list[ClassificationTask]:
