@@ -32,6 +32,10 @@ from torch import nn
 from benchmarks import machine
 from eva_coralbay.models import cpu_caches, window_attention
 
+FORWARD_GFLOP = {"transformer forward": 101.0, "encoder forward": 264.0}
+"""Work of one pass at F=48 on a 96³ input (the brief's counts), for the fraction of the peak;
+forward + backward is about three forwards, so it is given as an estimate."""
+
 MODELS = ("eva", "coralbay")
 MEASUREMENTS = ("transformer forward", "encoder forward", "encoder forward+backward")
 
@@ -205,6 +209,19 @@ def main() -> None:
         "\n(the transformer row compares `swinViT` with MONAI's `SwinTransformer`, v2 blocks "
         "included)"
     )
+    if (size, features) == (96, 48):
+        peak = machine.fp32_gemm_peak_gflops()
+        print(f"\nfloat32 GEMM peak here: {peak:.0f} GFLOP/s (2048², best of 10)")
+        work = {**FORWARD_GFLOP, "encoder forward+backward": 3 * FORWARD_GFLOP["encoder forward"]}
+        for measurement in measurements:
+            for name in MODELS:
+                seconds = statistics.median(times[(measurement, name)])
+                rate = work[measurement] / seconds
+                estimate = " (work estimated as 3 forwards)" if "backward" in measurement else ""
+                print(
+                    f"  {measurement}, {name}: {rate:.0f} GFLOP/s = {rate / peak:.0%} of the "
+                    f"peak{estimate}"
+                )
 
 
 if __name__ == "__main__":
