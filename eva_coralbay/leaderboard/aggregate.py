@@ -232,13 +232,14 @@ def _label_efficiency(
         return pd.DataFrame(columns=columns)
     names = dict(zip(models.index, models["display_name"], strict=True))
     full = {
-        (model, task): (kind, mean, stdev)
-        for model, task, kind, mean, stdev in zip(
+        (model, task): (kind, mean, stdev if n_runs is not None and n_runs > 1 else None)
+        for model, task, kind, mean, stdev, n_runs in zip(
             entries["model_id"],
             entries["task_id"],
             entries["kind"],
             entries["mean"],
             entries["stdev"],
+            entries["n_runs"].astype(object).where(entries["n_runs"].notna(), None),
             strict=True,
         )
     }
@@ -247,7 +248,7 @@ def _label_efficiency(
     for record in subsets:
         task_id, labels = variants.split(record.task_id)
         name = names.get(record.model_id, record.display_name)
-        point = (record.kind, record.mean, record.stdev)
+        point = (record.kind, record.mean, record.spread)
         rows.append((task_id, record.model_id, name, labels, record.task_id, *point))
     for task_id, model in curves:
         if (model, task_id) in full:

@@ -59,6 +59,14 @@ class Submission:
     torchmetrics_version: str | None = None
     """Optional in the schema, as `torch_version`."""
 
+    @property
+    def spread(self) -> float | None:
+        """The standard deviation over the runs where there are two or more, else None.
+
+        One run has no spread: its stored 0 (as eva's recorder writes it) is not shown.
+        """
+        return self.stdev if self.values is not None and len(self.values) > 1 else None
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any], where: str = "submission") -> Submission:
         """The record of a JSON object that `schema.check_record` accepts.

@@ -53,13 +53,16 @@ def entry_cells(entries: pd.DataFrame, labels: dict[tuple[str, str], str]) -> pd
     """The table cell of every entry: value, ± stdev or source label, tie and contamination marks.
 
     Args:
-        entries: Rows with `kind`, `mean`, `stdev`, `best`, `tied_with_best`, `contaminated`,
-            `source_citation` and `source_url`.
+        entries: Rows with `kind`, `mean`, `stdev`, `n_runs`, `best`, `tied_with_best`,
+            `contaminated`, `source_citation` and `source_url`.
         labels: The label of each reported source, by (citation, url).
     """
     runs = entries["kind"] == "run"
     stdev = entries["stdev"].astype(float).fillna(0.0)
-    text = entries["mean"].map("{:.3f}".format) + " ± " + stdev.map("{:.3f}".format)
+    spread = entries["n_runs"].astype(float).fillna(0.0) > 1  # one run has no spread to show
+    text = entries["mean"].map("{:.3f}".format) + (" ± " + stdev.map("{:.3f}".format)).where(
+        spread, ""
+    )
     source_keys = zip(entries["source_citation"], entries["source_url"].fillna(""), strict=True)
     label = pd.Series([labels.get(key, "") for key in source_keys], index=entries.index)
     reported = reported_text(entries["mean"].astype(float)) + " (" + label + ")"
@@ -160,7 +163,8 @@ def _legend(board: Board) -> str:
         )
     lines += [
         f"- `{MISSING}`: no result. **Bold**: best mean on the task.",
-        "- `± s`: standard deviation over eva's runs (`n_runs`). `(S1)`: a published number "
+        "- `± s`: standard deviation over eva's runs (`n_runs`; a single run shows its score "
+        "alone). `(S1)`: a published number "
         "copied from source S1 (see *Sources*); it has no per-run values and no standard "
         "deviation.",
         f"- `{CONTAMINATED}`: the model was pretrained on images of this task (from the "
@@ -206,6 +210,7 @@ def _superseded(
     old = pd.DataFrame.from_records(field_rows(record for _, record in ordered))
     old["source_citation"] = old["source"].map(lambda s: None if s is None else s.citation)
     old["source_url"] = old["source"].map(lambda s: None if s is None else s.url)
+    old["n_runs"] = old["values"].map(lambda values: None if values is None else len(values))
     old_cells = entry_cells(
         old.assign(best=False, tied_with_best=None, contaminated=None), labels
     ).to_numpy()
@@ -304,7 +309,7 @@ class CurvePoint:
     stdev: float | None
 
     def text(self) -> str:
-        """Mean ± stdev over eva's runs; the mean alone for a published number."""
+        """Mean ± stdev over eva's runs; the mean alone for one run or a published number."""
         if self.kind == "run" and self.stdev is not None:
             return f"{self.mean:.3f} ± {self.stdev:.3f}"
         return f"{self.mean:.3f}"

@@ -221,9 +221,12 @@ class _Cells:
             )
         ]
         self.stdev = [
-            f"{value:.3f}" if run else MISSING
-            for value, run in zip(
-                entries["stdev"].astype(float).fillna(0.0).tolist(), runs, strict=True
+            f"{value:.3f}" if run and n_runs > 1 else MISSING  # one run has no spread
+            for value, run, n_runs in zip(
+                entries["stdev"].astype(float).fillna(0.0).tolist(),
+                runs,
+                entries["n_runs"].astype(float).fillna(0.0).tolist(),
+                strict=True,
             )
         ]
         self.n_runs = [
@@ -976,7 +979,8 @@ def _history_section(
     for path, record in old:
         task = registry.get(record.task_id)
         if record.kind == "run":
-            value = f"{record.mean:.3f} ± {record.stdev:.3f}"
+            spread = "" if record.spread is None else f" ± {record.spread:.3f}"
+            value = f"{record.mean:.3f}{spread}"
             source = f"run <code>{_escape(record.run_id)}</code>"
         else:
             assert record.source is not None  # the schema requires it of a reported entry

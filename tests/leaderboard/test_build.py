@@ -267,3 +267,23 @@ def test_build_refuses_invalid_folder_and_writes_nothing(
     assert snapshot(root) == before
     with pytest.raises(LeaderboardError, match="no submissions"):
         build.build(tmp_path / "empty")
+
+
+def test_a_single_run_shows_its_score_without_a_spread(
+    root: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    # eva records a standard deviation of 0 for one run; the tables must not show it as one.
+    submit_scores(root, tmp_path, "once", "btcv", [0.8])
+    submit_scores(root, tmp_path, "twice", "btcv", [0.7, 0.74])
+    build.build(root)
+    readme = (root / "README.md").read_text()
+    assert "| once | 0.800 |" in readme.replace("**", "")
+    assert "0.720 ± 0.028" in readme
+    assert "± 0.000" not in readme
+    page = (root / "site" / "tasks" / "btcv.html").read_text()
+    once = re.search(r'<tr id="model-once">.*?</tr>', page)
+    twice = re.search(r'<tr id="model-twice">.*?</tr>', page)
+    assert once is not None and twice is not None
+    # Score, spread over the runs, runs: no spread for one run.
+    assert "<td><b>0.800</b></td><td>—</td><td>1</td>" in once.group()
+    assert "<td>0.720</td><td>0.028</td><td>2</td>" in twice.group()
