@@ -665,6 +665,9 @@ def summary(output: pathlib.Path) -> str:
         f"  website:                {leaderboard / 'site' / 'index.html'}  "
         "(coralbay leaderboard serve)",
         f"  leaderboard table:      {leaderboard / 'leaderboard.parquet'}",
+        f"  side-track views:       {leaderboard / 'site' / 'label-efficiency.html'}, "
+        f"{leaderboard / 'site' / 'robustness.html'}",
+        f"  robustness records:     {output / 'robustness'}",
         f"  submissions:            {leaderboard / 'submissions'}",
         f"  pretrained encoder:     {output / 'coralbay-demo'}  (model.safetensors + config.json)",
         f"  pretraining checkpoints:{output / 'pretraining' / 'checkpoints'}",

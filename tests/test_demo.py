@@ -134,6 +134,7 @@ def test_reduced_main_job_publishes_all_results(tmp_path: pathlib.Path) -> None:
     assert "CoralBay demo (F=12, DINO)" in readme and "CoralBay random init (F=12)" in readme
     assert (output / "leaderboard" / "heatmap.png").stat().st_size > 0
     assert str(output / "leaderboard" / "README.md") in result.stdout
+    assert str(output / "leaderboard" / "site" / "robustness.html") in result.stdout
     assert "all 6 steps done" in result.stdout
     # The side tracks: each model also trained on one case, and its embedding under one window.
     for model in MODELS:
