@@ -103,7 +103,7 @@ def read_scan(path: PathLike) -> MetaTensor:
         raise ScanReadError(
             path, f"{non_finite} of {array.size} voxels are NaN or infinite (a corrupt scan?)"
         )
-    return _to_meta_tensor(array.astype(np.float32, copy=False), affine, path, extra)
+    return to_meta_tensor(array.astype(np.float32, copy=False), affine, path, extra)
 
 
 def read_label(path: PathLike, reference: MetaTensor | None = None) -> MetaTensor:
@@ -141,7 +141,7 @@ def read_label(path: PathLike, reference: MetaTensor | None = None) -> MetaTenso
         )
         extra["original_affine"] = affine
         affine = reference_affine
-    return _to_meta_tensor(labels, affine, path, extra)
+    return to_meta_tensor(labels, affine, path, extra)
 
 
 def _read_volume(path: PathLike) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -375,13 +375,19 @@ def _affine_array(tensor: MetaTensor) -> np.ndarray:
     )
 
 
-def _to_meta_tensor(
-    array: np.ndarray, affine: np.ndarray, path: PathLike, extra: dict[str, Any]
+def to_meta_tensor(
+    array: np.ndarray, affine: np.ndarray, path: PathLike, extra: dict[str, Any] | None = None
 ) -> MetaTensor:
-    """Wraps a 3D array as a channel-first MetaTensor with the meta MONAI's transforms read."""
+    """Wraps a 3D array as a channel-first MetaTensor with the meta MONAI's transforms read.
+
+    For readers of formats MONAI does not know (the CC-CCII slice folders), so that their scans
+    carry the same meta as every other scan.
+    """
     import torch
     from monai.data.meta_tensor import MetaTensor
     from monai.utils.enums import SpaceKeys
+
+    extra = dict(extra or {})
 
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     meta = {

@@ -13,13 +13,12 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from monai.data.meta_tensor import MetaTensor
-from monai.utils.enums import SpaceKeys
 from typing_extensions import override
 
 from eva_coralbay import tasks
 from eva_coralbay.data import profile as profiles
+from eva_coralbay.data import readers
 from eva_coralbay.data.adapters.scan_level import ScanClassificationAdapter
 from eva_coralbay.data.adapters.validation import DatasetValidationError, Problem
 
@@ -362,19 +361,7 @@ into ROOT.
         affine = np.diag([-in_plane, -in_plane, -self._scan_length_mm / slices, 1.0])
         low, high = self._profile.intensity_range
         hu = low + grey.transpose(2, 1, 0).astype(np.float32) * np.float32((high - low) / 255.0)
-        meta = {
-            "filename_or_obj": str(scan.image),
-            "spatial_shape": np.asarray(hu.shape),
-            "spacing": (in_plane, in_plane, self._scan_length_mm / slices),
-            "original_affine": affine,
-            "original_channel_dim": 0,
-            "space": SpaceKeys.RAS,
-        }
-        return MetaTensor(
-            torch.from_numpy(np.ascontiguousarray(hu)[None]),
-            affine=torch.as_tensor(affine, dtype=torch.float64),
-            meta=meta,
-        )
+        return readers.to_meta_tensor(hu, affine, scan.image)
 
     # ----------------------------------------------------------------------------------------
     # Descriptions.
