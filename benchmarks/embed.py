@@ -152,14 +152,6 @@ def _run(path: str, encoder: Any, volume: torch.Tensor, roi: int) -> torch.Tenso
     return (_stitched if path == "stitched" else _streaming)(encoder, volume, roi)
 
 
-def _status_bytes(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def _peak_memory_child(path: str, shape: list[int], settings: dict[str, Any]) -> None:
     """Runs in a subprocess: prints the RSS high-water mark above the pre-pass RSS, in bytes."""
     if settings["threads"] > 0:
@@ -169,9 +161,9 @@ def _peak_memory_child(path: str, shape: list[int], settings: dict[str, Any]) ->
     gc.collect()
     with open("/proc/self/clear_refs", "w") as clear_refs:
         clear_refs.write("5")  # resets VmHWM to the current RSS
-    before = _status_bytes("VmRSS")
+    before = machine.status_bytes("VmRSS")
     _run(path, encoder, volume, settings["roi"])
-    print(json.dumps({"peak_bytes": _status_bytes("VmHWM") - before}))
+    print(json.dumps({"peak_bytes": machine.status_bytes("VmHWM") - before}))
 
 
 def _peak_memory(path: str, shape: tuple[int, int, int], settings: dict[str, Any]) -> int:

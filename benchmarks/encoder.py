@@ -122,14 +122,6 @@ def _timings(settings: dict[str, Any]) -> dict[tuple[str, str], list[float]]:
     return times
 
 
-def _status_bytes(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def _peak_memory_child(model_name: str, measurement: str, settings: dict[str, Any]) -> None:
     """Runs in a subprocess: prints the RSS high-water mark above the pre-pass RSS, in bytes."""
     _apply_threads(settings)
@@ -139,9 +131,9 @@ def _peak_memory_child(model_name: str, measurement: str, settings: dict[str, An
     gc.collect()
     with open("/proc/self/clear_refs", "w") as clear_refs:
         clear_refs.write("5")  # resets VmHWM to the current RSS
-    before = _status_bytes("VmRSS")
+    before = machine.status_bytes("VmRSS")
     task()
-    print(json.dumps({"peak_bytes": _status_bytes("VmHWM") - before}))
+    print(json.dumps({"peak_bytes": machine.status_bytes("VmHWM") - before}))
 
 
 def _peak_memory(model_name: str, measurement: str, settings: dict[str, Any]) -> int:

@@ -50,6 +50,15 @@ def describe() -> str:
     )
 
 
+def status_bytes(field: str) -> int:
+    """A memory field of this process's /proc/self/status in bytes (`VmHWM`: peak RSS)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
 def fp32_gemm_peak_gflops(size: int = 2048, reps: int = 10) -> float:
     """The best float32 matrix-product rate torch reaches here (GFLOP/s), with its threads.
 
